@@ -1,0 +1,84 @@
+"""Output topics (SPEC section 3). The core builds plain dicts for speed; tests validate them against these."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Compensation(_Out):
+    compensation_id: str = Field(description="pure function of (charter, rule, customer, breach)")
+    charter: str
+    rule: Literal["late_activation", "switch_fee_refund", "outage"]
+    customer_id: str
+    amount_cents: int = Field(ge=0)
+    currency: str
+    crossed_at: AwareDatetime = Field(description="the instant the promise was broken")
+    evidence: list[str] = Field(description="event_ids the compensation rests on")
+    emitted_at: AwareDatetime = Field(description="wall clock when emitted")
+    credit_days: int | None = Field(None, description="outage only: days credited by this record")
+    services: list[Literal["internet", "telephony", "tv"]] | None = Field(None, description="outage only")
+
+
+class BillingStart(_Out):
+    type: Literal["billing_start"]
+    customer_id: str
+    starts_at: AwareDatetime
+    installation_fee_cents: int = Field(ge=0)
+
+
+class ClaimDecision(_Out):
+    customer_id: str
+    claim_event_id: str
+    decision: Literal["granted", "rejected"]
+    reason: Literal["already_refunded", "missing_proof"] | None
+
+
+class HotlineBreach(_Out):
+    call_id: str
+    queue: str
+    queued_at: AwareDatetime
+    crossed_at: AwareDatetime
+
+
+class HotlineKpi(_Out):
+    queue: str
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    offered: int = Field(gt=0)
+    answered: int = Field(ge=0)
+    answered_within: int = Field(ge=0)
+    abandoned: int = Field(ge=0)
+    service_level: float = Field(ge=0, le=1)
+    asa_seconds: float | None
+
+
+class SlaAlert(_Out):
+    alert: Literal["activation_at_risk"]
+    customer_id: str
+    crossed_at: AwareDatetime
+
+
+class DeadLetter(_Out):
+    source_topic: str | None
+    partition: int | None
+    offset: int | None
+    value: str | None = Field(description="the raw value: UTF-8 text, or base64 when not UTF-8")
+    value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    error: str
+
+
+OUTPUT_MODELS: dict[str, type[BaseModel]] = {
+    "compensation": Compensation,
+    "billing": BillingStart,
+    "claim-decision": ClaimDecision,
+    "hotline-breach": HotlineBreach,
+    "hotline-kpi": HotlineKpi,
+    "sla-alert": SlaAlert,
+    "dead-letter": DeadLetter,
+}

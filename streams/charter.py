@@ -1,0 +1,138 @@
+"""Charter files: YAML data validated by pydantic (SPEC section 7).
+
+Durations are strings such as ``180s``, ``15m``, ``24h``, ``14d`` and are held as integer microseconds, the
+unit of every instant in the core.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+US = 1_000_000
+_UNITS = {"ms": 1_000, "s": US, "m": 60 * US, "h": 3600 * US, "d": 86400 * US, "w": 7 * 86400 * US}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+DEFAULT_CHARTER = "alice-2007"
+
+
+def parse_duration(value: object) -> int:
+    """``'24h'`` -> microseconds. Bare numbers are refused: a unit-less duration is a classic charter typo."""
+    if not isinstance(value, str):
+        raise ValueError(f"a duration is a string such as '180s', '15m', '24h' or '14d', not {value!r}")
+    m = _DURATION.match(value)
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use a number and one of ms, s, m, h, d, w)")
+    us = round(float(m.group(1)) * _UNITS[m.group(2)])
+    if us <= 0:
+        raise ValueError(f"a duration must be positive: {value!r}")
+    return us
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class LateActivation(_Strict):
+    deadline: Duration
+    alert_after: Duration
+
+
+class SwitchFeeRefund(_Strict):
+    cap_cents: int = Field(ge=0)
+
+
+class Installation(_Strict):
+    unbundled_fee_cents: int = Field(ge=0)
+    other_fee_cents: int = Field(ge=0)
+
+
+class Tier(_Strict):
+    after: Duration
+    credit_days: int = Field(gt=0)
+
+
+class Outage(_Strict):
+    tiers: list[Tier] = Field(min_length=1)
+    first_month: Duration
+    days_per_month: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Outage:
+        for a, b in zip(self.tiers, self.tiers[1:]):
+            if b.after <= a.after or b.credit_days <= a.credit_days:
+                raise ValueError("outage.tiers must grow: each tier later and with more credit_days (cumulative)")
+        return self
+
+
+class Hotline(_Strict):
+    answer_within: Duration
+    window: Duration
+
+
+class Charter(_Strict):
+    name: str = Field(min_length=1)
+    currency: str = Field(min_length=3, max_length=3)
+    grace_seconds: float = Field(ge=0)
+    default_monthly_fee_cents: int = Field(gt=0)
+    late_activation: LateActivation
+    switch_fee_refund: SwitchFeeRefund
+    installation: Installation
+    outage: Outage
+    hotline: Hotline
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, ignored_types=(cached_property,))
+
+    @cached_property
+    def grace_us(self) -> int:
+        return round(self.grace_seconds * US)
+
+
+class CharterError(ValueError):
+    """A charter file that cannot be used; the message names the setting."""
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"invalid charter {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_charter(text: str, source: str = "<text>") -> Charter:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CharterError(f"invalid charter {source}: not YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise CharterError(f"invalid charter {source}: expected a mapping of settings")
+    # YAML reads "180" as an int and 0 as int for a float setting; strict mode would refuse an int grace.
+    if isinstance(data.get("grace_seconds"), int) and not isinstance(data.get("grace_seconds"), bool):
+        data["grace_seconds"] = float(data["grace_seconds"])
+    try:
+        return Charter.model_validate(data)
+    except ValidationError as e:
+        raise CharterError(_describe(e, source)) from None
+
+
+def load_charter(ref: str | Path | None = None) -> Charter:
+    """Load a shipped charter by name (default ``alice-2007``) or any charter file by path."""
+    ref = DEFAULT_CHARTER if ref is None else ref
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise CharterError(f"charter file not found: {path}")
+        return parse_charter(path.read_text(encoding="utf-8"), str(path))
+    shipped = resources.files("streams") / "charters" / f"{ref}.yaml"
+    if not shipped.is_file():
+        raise CharterError(f"no shipped charter named {ref!r} and no such file")
+    return parse_charter(shipped.read_text(encoding="utf-8"), f"{ref} (shipped)")

@@ -1,0 +1,71 @@
+"""``charter``: the command line (replay now; worker, produce, simulate and tail are added by the live adapter)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from streams.charter import CharterError, load_charter
+from streams.core.timeutil import parse_instant
+
+
+@click.group()
+def main() -> None:
+    """charter-streams: a quality charter turned into compensations and alerts."""
+
+
+def _charter(ref: str | None):
+    try:
+        return load_charter(ref)
+    except CharterError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@click.option("--until", "until", default=None, help="RFC 3339 instant: fire deadlines up to it at the end.")
+@click.option("--charter", "charter_ref", default=None, help="Charter name or YAML file (default alice-2007).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+def replay(file: str, until: str | None, charter_ref: str | None, progress: bool | None) -> None:
+    """Apply an event file (one {"topic", "value"} per line, '-' for stdin); print output records."""
+    from streams.replay import format_record
+    from streams.replay import replay as run
+
+    charter = _charter(charter_ref)
+    try:
+        until_us = None if until is None else parse_instant(until)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--until") from None
+    src = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115 - closed below
+    lines = src
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if progress:
+        from tqdm import tqdm
+
+        total = None if file == "-" else Path(file).stat().st_size
+        bar = tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, desc="replay")
+
+        def counted(it):
+            for line in it:
+                bar.update(len(line))
+                yield line
+            bar.close()
+
+        lines = counted(src)
+    out = sys.stdout.buffer
+    write = out.write
+    try:
+        for rec in run(lines, charter, until_us):
+            write(format_record(rec))
+            write(b"\n")
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

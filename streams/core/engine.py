@@ -1,0 +1,418 @@
+"""The charter engine: applies validated events and clock advances to keyed state, returns output records.
+
+Shaped like a Kafka Streams processor: ``apply`` is ``process()``, ``advance`` is a stream-time punctuation.
+Deadlines live in a heap of ``(due, kind, key)`` that pops only what is due; each entry is checked against the
+state that armed it (lazy deletion), so a superseded deadline costs nothing and the heap can always be rebuilt
+from the states alone.
+
+Time (SPEC section 5): ``advance(t)`` moves the clock up to ``t`` and fires every deadline D with
+D + grace < clock, in deadline order; ``finish(until)`` fires every D with D + grace <= until. An event whose
+``occurred_at`` equals a deadline is therefore applied before that deadline fires.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from schemas.inputs import (
+    BoxShipment,
+    CallQueue,
+    LineConfirmed,
+    OrderCancelled,
+    OrderPlaced,
+    ServiceActive,
+    ServiceStatus,
+    SwitchClaim,
+)
+from streams.charter import Charter
+from streams.core.state import SERVICE_BIT, SERVICES, Call, Seen, Subscriber, Window
+from streams.core.timeutil import iso, to_us
+
+# Deadline kinds; the number also orders deadlines falling due at the same instant, so ties resolve the same
+# way in replay, live, and after a heap rebuilt from state.
+K_ALERT, K_LATE, K_OUTAGE, K_BREACH, K_KPI = range(5)
+
+Output = tuple[str, str, dict[str, Any]]  # (topic, key, value)
+
+_ID_NAMESPACE = uuid.UUID("6f1c1f0e-2f54-4d0a-9a43-5c0a7d0c2007")
+
+
+def compensation_id(charter: str, rule: str, customer_id: str, breach: str) -> str:
+    """A pure function of (charter, rule, customer, the breach it pays for): SPEC section 3."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{charter}\x1f{rule}\x1f{customer_id}\x1f{breach}"))
+
+
+def round_half_up_div(num: int, den: int) -> int:
+    """round half up (num / den) for non-negative integers, exactly (no float)."""
+    return (2 * num + den) // (2 * den)
+
+
+class Engine:
+    """State, clock and deadlines of one partition (live) or of a whole replay."""
+
+    def __init__(self, charter: Charter, *, track_dirty: bool = False) -> None:
+        self.charter = charter
+        self.clock: int | None = None
+        self.subscribers: dict[str, Subscriber] = {}
+        self.calls: dict[str, Call] = {}
+        self.windows: dict[tuple[str, int], Window] = {}
+        self._heap: list[tuple[int, int, Any]] = []
+        # The live adapter persists what changed after each batch; replay keeps everything in memory.
+        self.track_dirty = track_dirty
+        self.dirty_subscribers: set[str] = set()
+        self.dirty_calls: set[str] = set()
+        self.dirty_windows: set[tuple[str, int]] = set()
+        c = charter
+        self._grace = c.grace_us
+        self._late_deadline = c.late_activation.deadline
+        self._alert_after = c.late_activation.alert_after
+        self._tiers = [(t.after, t.credit_days) for t in c.outage.tiers]
+        self._first_month = c.outage.first_month
+        self._dpm = c.outage.days_per_month
+        self._answer_within = c.hotline.answer_within
+        self._window = c.hotline.window
+        self._handlers = {
+            OrderPlaced: self._order_placed,
+            LineConfirmed: self._line_confirmed,
+            ServiceActive: self._service_active,
+            OrderCancelled: self._order_cancelled,
+            BoxShipment: self._box_shipment,
+            ServiceStatus: self._service_status,
+            SwitchClaim: self._switch_claim,
+        }
+
+    # ------------------------------------------------------------------ time
+
+    def advance(self, now: int) -> list[Output]:
+        """Move the clock up to ``now`` and fire every deadline D with D + grace < clock."""
+        if self.clock is None or now > self.clock:
+            self.clock = now
+        return self._fire(self.clock - self._grace, inclusive=False)
+
+    def finish(self, until: int | None = None) -> list[Output]:
+        """End of input: fire every deadline D with D + grace <= ``until`` (default: the clock)."""
+        limit = self.clock if until is None else until
+        if limit is None:
+            return []
+        return self._fire(limit - self._grace, inclusive=True)
+
+    def next_due(self) -> int | None:
+        """The earliest armed deadline plus grace (possibly stale), for an adapter deciding when to tick."""
+        return self._heap[0][0] + self._grace if self._heap else None
+
+    def rebuild_deadlines(self) -> None:
+        """Rebuild the heap from the states (after loading them from a changelog)."""
+        heap: list[tuple[int, int, Any]] = []
+        for key, sub in self.subscribers.items():
+            for due, kind in sub.deadlines():
+                heap.append((due, kind, key))
+        for key, call in self.calls.items():
+            if call.breach_due is not None:
+                heap.append((call.breach_due, K_BREACH, key))
+        for key, win in self.windows.items():
+            if not win.closed:
+                heap.append((win.close_due, K_KPI, key))
+        heapq.heapify(heap)
+        self._heap = heap
+
+    def _arm(self, due: int, kind: int, key: Any) -> None:
+        heapq.heappush(self._heap, (due, kind, key))
+
+    def _fire(self, limit: int, inclusive: bool) -> list[Output]:
+        out: list[Output] = []
+        heap = self._heap
+        while heap and (heap[0][0] <= limit if inclusive else heap[0][0] < limit):
+            due, kind, key = heapq.heappop(heap)
+            if kind == K_OUTAGE:
+                self._fire_outage(due, key, out)
+            elif kind == K_BREACH:
+                self._fire_breach(due, key, out)
+            elif kind == K_KPI:
+                self._fire_kpi(due, key, out)
+            elif kind == K_LATE:
+                self._fire_late(due, key, out)
+            else:
+                self._fire_alert(due, key, out)
+        return out
+
+    # ------------------------------------------------------------------ events
+
+    def apply(self, topic: str, event: Any) -> list[Output]:
+        """Apply one validated event of ``topic``; duplicates (same topic, key, event_id) change nothing."""
+        at = to_us(event.occurred_at)
+        out: list[Output] = []
+        if topic == "call-queue":
+            self._call(event, at, out)
+            return out
+        key = event.customer_id
+        sub = self.subscribers.get(key)
+        if sub is None:
+            sub = self.subscribers[key] = Subscriber()
+        token = Seen.token(topic, event.event_id)
+        if token in sub.seen:
+            return out
+        sub.seen += token[1:]
+        if self.track_dirty:
+            self.dirty_subscribers.add(key)
+        self._handlers[type(event)](key, sub, event, at, out)
+        return out
+
+    def apply_all(self, items: Iterable[tuple[str, Any]]) -> list[Output]:
+        """Replay-style application of (topic, event) pairs: advance to each event's time, then apply it."""
+        out: list[Output] = []
+        for topic, event in items:
+            out += self.advance(to_us(event.occurred_at))
+            out += self.apply(topic, event)
+        return out
+
+    # rule 1 and 3 -----------------------------------------------------------
+
+    def _order_placed(self, key: str, sub: Subscriber, ev: OrderPlaced, at: int, out: list[Output]) -> None:
+        sub.fee = ev.monthly_fee_cents
+        sub.zone = "u" if ev.zone == "unbundled" else "n"
+        sub.tv = ev.tv
+        sub.order_at = at
+        sub.order_id = ev.event_id
+
+    def _line_confirmed(self, key: str, sub: Subscriber, ev: LineConfirmed, at: int, out: list[Output]) -> None:
+        if sub.confirmed_at is not None:  # the clock starts at the first confirmation only
+            return
+        sub.confirmed_at = at
+        sub.confirmed_id = ev.event_id
+        sub.alert_due = at + self._alert_after
+        sub.late_due = at + self._late_deadline
+        self._arm(sub.alert_due, K_ALERT, key)
+        self._arm(sub.late_due, K_LATE, key)
+
+    def _service_active(self, key: str, sub: Subscriber, ev: ServiceActive, at: int, out: list[Output]) -> None:
+        if sub.active_at is not None:  # billing starts once
+            if at < sub.active_at:
+                sub.active_at = at
+            return
+        sub.active_at = at
+        sub.active_id = ev.event_id
+        sub.billing_at = at
+        c = self.charter.installation
+        fee = c.unbundled_fee_cents if sub.zone == "u" else c.other_fee_cents
+        out.append(("billing", key, {"type": "billing_start", "customer_id": key, "starts_at": iso(at),
+                                     "installation_fee_cents": fee}))
+
+    def _order_cancelled(self, key: str, sub: Subscriber, ev: OrderCancelled, at: int, out: list[Output]) -> None:
+        if sub.cancelled_at is None or at < sub.cancelled_at:
+            sub.cancelled_at = at
+
+    def _box_shipment(self, key: str, sub: Subscriber, ev: BoxShipment, at: int, out: list[Output]) -> None:
+        if ev.status != "delivered":  # shipped and returned change nothing the charter measures
+            return
+        if ev.item == "modem":
+            if sub.modem_at is None or at < sub.modem_at:
+                sub.modem_at = at
+        elif sub.decoder_at is None or at < sub.decoder_at:
+            sub.decoder_at = at
+
+    def _kept_by(self, sub: Subscriber, t: int) -> bool:
+        """Rule 1's promise: service active, modem and (tv order) decoder delivered, all at or before t."""
+        if sub.active_at is None or sub.active_at > t or sub.modem_at is None or sub.modem_at > t:
+            return False
+        needs_decoder = True if sub.tv is None else sub.tv
+        return not needs_decoder or (sub.decoder_at is not None and sub.decoder_at <= t)
+
+    def _cancelled_by(self, sub: Subscriber, t: int) -> bool:
+        return sub.cancelled_at is not None and sub.cancelled_at <= t
+
+    def _fire_alert(self, due: int, key: str, out: list[Output]) -> None:
+        sub = self.subscribers.get(key)
+        if sub is None or sub.alert_due != due:
+            return
+        sub.alert_due = None
+        self._dirty_sub(key)
+        if not self._kept_by(sub, due) and not self._cancelled_by(sub, due):
+            out.append(("sla-alert", key, {"alert": "activation_at_risk", "customer_id": key,
+                                           "crossed_at": iso(due)}))
+
+    def _fire_late(self, due: int, key: str, out: list[Output]) -> None:
+        sub = self.subscribers.get(key)
+        if sub is None or sub.late_due != due:
+            return
+        sub.late_due = None
+        self._dirty_sub(key)
+        if self._kept_by(sub, due) or self._cancelled_by(sub, due) or sub.first_month_given:
+            return
+        sub.first_month_given = True
+        evidence = [e for e in (sub.order_id, sub.confirmed_id) if e is not None]
+        out.append(self._compensation(key, "late_activation", "", self._fee(sub), due, evidence))
+
+    # rule 2 -----------------------------------------------------------------
+
+    def _switch_claim(self, key: str, sub: Subscriber, ev: SwitchClaim, at: int, out: list[Output]) -> None:
+        if sub.refund_granted:
+            decision, reason = "rejected", "already_refunded"
+        elif not ev.proof_id:
+            decision, reason = "rejected", "missing_proof"
+        else:
+            decision, reason = "granted", None
+            sub.refund_granted = True
+            amount = min(ev.termination_fee_cents, self.charter.switch_fee_refund.cap_cents)
+            if amount > 0:
+                out.append(self._compensation(key, "switch_fee_refund", ev.event_id, amount, at, [ev.event_id]))
+        out.append(("claim-decision", key, {"customer_id": key, "claim_event_id": ev.event_id,
+                                            "decision": decision, "reason": reason}))
+
+    # rule 4 -----------------------------------------------------------------
+
+    def _service_status(self, key: str, sub: Subscriber, ev: ServiceStatus, at: int, out: list[Output]) -> None:
+        bit = SERVICE_BIT[ev.service]
+        if ev.status == "down":
+            if sub.down & bit:
+                return
+            if sub.down == 0:  # the first service down opens an outage
+                sub.out_start = at
+                sub.out_start_id = ev.event_id
+                sub.out_services = 0
+                sub.out_tier = 0
+                sub.out_due = at + self._tiers[0][0]
+                self._arm(sub.out_due, K_OUTAGE, key)
+            sub.down |= bit
+            sub.out_services |= bit
+        else:
+            if not sub.down & bit:
+                return
+            sub.down &= ~bit
+            if sub.down == 0:  # the last service back closes it; its pending threshold is void
+                sub.out_start = sub.out_start_id = sub.out_due = None
+                sub.out_services = 0
+                sub.out_tier = 0
+
+    def _fire_outage(self, due: int, key: str, out: list[Output]) -> None:
+        sub = self.subscribers.get(key)
+        if sub is None or sub.out_due != due:
+            return
+        sub.out_due = None
+        self._dirty_sub(key)
+        start = sub.out_start
+        if self._pending_order_at(sub, start):
+            return  # rule 1 covers time before the access works: this outage earns nothing
+        tier = sub.out_tier
+        services = [s for s in SERVICES if sub.out_services & SERVICE_BIT[s]]
+        breach = f"{start}\x1f{tier}"
+        if (tier == 0 and not sub.first_month_given and sub.billing_at is not None
+                and 0 <= start - sub.billing_at < self._first_month):
+            sub.first_month_given = True  # the whole first month instead, and nothing more for this outage
+            out.append(self._compensation(key, "outage", breach, self._fee(sub), due, [sub.out_start_id],
+                                          credit_days=self._dpm, services=services))
+            return
+        days = self._tiers[tier][1] - (self._tiers[tier - 1][1] if tier else 0)
+        amount = round_half_up_div(self._fee(sub) * days, self._dpm)
+        out.append(self._compensation(key, "outage", breach, amount, due, [sub.out_start_id],
+                                      credit_days=days, services=services))
+        sub.out_tier = tier + 1
+        if tier + 1 < len(self._tiers):
+            sub.out_due = start + self._tiers[tier + 1][0]
+            self._arm(sub.out_due, K_OUTAGE, key)
+
+    @staticmethod
+    def _pending_order_at(sub: Subscriber, t: int) -> bool:
+        """An order placed, not cancelled and not yet service_active at instant t."""
+        if sub.order_at is None or sub.order_at > t:
+            return False
+        if sub.active_at is not None and sub.active_at <= t:
+            return False
+        return not (sub.cancelled_at is not None and sub.cancelled_at <= t)
+
+    # rule 5 -----------------------------------------------------------------
+
+    def _call(self, ev: CallQueue, at: int, out: list[Output]) -> None:
+        key = ev.call_id
+        call = self.calls.get(key)
+        if ev.type == "queued":
+            if call is not None:  # a call is queued once; a repeat (or a duplicate) changes nothing
+                return
+            call = self.calls[key] = Call(ev.queue, at, ev.event_id)
+            call.breach_due = at + self._answer_within
+            self._arm(call.breach_due, K_BREACH, key)
+            wkey = (ev.queue, at - at % self._window)
+            win = self.windows.get(wkey)
+            if win is None:
+                win = self.windows[wkey] = Window(wkey[1] + self._window + self._answer_within)
+                self._arm(win.close_due, K_KPI, wkey)
+            if not win.closed:  # a call arriving after its window closed is not in that window's one record
+                win.offered += 1
+                self._dirty_window(wkey)
+            self._dirty_call(key)
+            return
+        if call is None or call.status != Call.QUEUED:
+            # unknown, already answered or already abandoned: changes nothing. This also makes every repeated
+            # call-queue event harmless, so calls keep no event ids.
+            return
+        call.settled_at = at
+        self._dirty_call(key)
+        wkey = (call.queue, call.queued_at - call.queued_at % self._window)
+        win = self.windows.get(wkey)
+        counts = win is not None and not win.closed and at <= win.close_due
+        if ev.type == "answered":
+            call.status = Call.ANSWERED
+            if counts:
+                wait = at - call.queued_at
+                win.answered += 1
+                win.wait_us += wait
+                if wait <= self._answer_within:
+                    win.within += 1
+        else:
+            call.status = Call.ABANDONED
+            if counts:
+                win.abandoned += 1
+        if counts:
+            self._dirty_window(wkey)
+
+    def _fire_breach(self, due: int, key: str, out: list[Output]) -> None:
+        call = self.calls.get(key)
+        if call is None or call.breach_due != due:
+            return
+        call.breach_due = None
+        self._dirty_call(key)
+        if call.status == Call.QUEUED or call.settled_at > due:
+            out.append(("hotline-breach", key, {"call_id": key, "queue": call.queue,
+                                                "queued_at": iso(call.queued_at), "crossed_at": iso(due)}))
+
+    def _fire_kpi(self, due: int, wkey: tuple[str, int], out: list[Output]) -> None:
+        win = self.windows.get(wkey)
+        if win is None or win.closed or win.close_due != due:
+            return
+        win.closed = True
+        self._dirty_window(wkey)
+        queue, start = wkey
+        out.append(("hotline-kpi", queue, {
+            "queue": queue, "window_start": iso(start), "window_end": iso(start + self._window),
+            "offered": win.offered, "answered": win.answered, "answered_within": win.within,
+            "abandoned": win.abandoned, "service_level": win.within / win.offered,
+            "asa_seconds": (win.wait_us / win.answered / 1e6) if win.answered else None,
+        }))
+
+    # helpers ------------------------------------------------------------------
+
+    def _fee(self, sub: Subscriber) -> int:
+        return self.charter.default_monthly_fee_cents if sub.fee is None else sub.fee
+
+    def _compensation(self, key: str, rule: str, breach: str, amount: int, crossed: int, evidence: list[str],
+                      **extra: Any) -> Output:
+        c = self.charter
+        value = {"compensation_id": compensation_id(c.name, rule, key, breach), "charter": c.name, "rule": rule,
+                 "customer_id": key, "amount_cents": amount, "currency": c.currency, "crossed_at": iso(crossed),
+                 "evidence": evidence}
+        value.update(extra)
+        return ("compensation", key, value)
+
+    def _dirty_sub(self, key: str) -> None:
+        if self.track_dirty:
+            self.dirty_subscribers.add(key)
+
+    def _dirty_call(self, key: str) -> None:
+        if self.track_dirty:
+            self.dirty_calls.add(key)
+
+    def _dirty_window(self, key: tuple[str, int]) -> None:
+        if self.track_dirty:
+            self.dirty_windows.add(key)
