@@ -4,7 +4,7 @@ naming the field; unknown extra fields are ignored."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
@@ -76,8 +76,8 @@ class SwitchClaim(_CustomerEvent):
     proof_id: str | None  # required, null when no proof was sent
 
 
-InputEvent = Union[OrderPlaced, LineConfirmed, ServiceActive, OrderCancelled, BoxShipment, ServiceStatus,
-                   CallQueue, SwitchClaim]
+InputEvent = (OrderPlaced | LineConfirmed | ServiceActive | OrderCancelled | BoxShipment | ServiceStatus | CallQueue
+              | SwitchClaim)
 
 # topic -> the pydantic type of its values (SPEC section 2)
 INPUT_TOPICS: dict[str, object] = {

@@ -67,7 +67,7 @@ class Outage(_Strict):
 
     @model_validator(mode="after")
     def _increasing(self) -> Outage:
-        for a, b in zip(self.tiers, self.tiers[1:]):
+        for a, b in zip(self.tiers, self.tiers[1:], strict=False):
             if b.after <= a.after or b.credit_days <= a.credit_days:
                 raise ValueError("outage.tiers must grow: each tier later and with more credit_days (cumulative)")
         return self
