@@ -69,3 +69,49 @@ def replay(file: str, until: str | None, charter_ref: str | None, progress: bool
 
 if __name__ == "__main__":
     main()
+
+
+def _settings(**overrides):
+    from streams.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@main.command()
+@click.option("--charter", "charter_ref", default=None, help="Charter name or YAML file (env CHARTER_CHARTER).")
+@click.option("--partitions", type=int, default=None, help="Partitions of the topics (env CHARTER_PARTITIONS).")
+def worker(charter_ref: str | None, partitions: int | None) -> None:
+    """Run one Faust worker of the consumer group (configuration: CHARTER_* environment variables)."""
+    from streams.live import run_worker
+
+    settings = _settings(charter=charter_ref, partitions=partitions)
+    run_worker(settings, _charter(settings.charter))
+
+
+@main.command()
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@click.option("--realtime/--no-realtime", default=False,
+              help="Publish each event when the wall clock reaches its occurred_at (shifted to start now).")
+@click.option("--speed", type=float, default=1.0, help="With --realtime: time runs this many times faster.")
+def produce(file: str, realtime: bool, speed: float) -> None:
+    """Publish a replay file's events to the input topics."""
+    import asyncio
+
+    from streams.producer import produce_file
+
+    settings = _settings()
+    n = asyncio.run(produce_file(settings, file, realtime=realtime, speed=speed))
+    click.echo(f"published {n} events", err=True)
+
+
+@main.command()
+@click.argument("topics", nargs=-1, required=True)
+@click.option("--from-beginning/--from-end", default=True)
+@click.option("--idle-exit", type=float, default=None, help="Exit after this many seconds without a record.")
+def tail(topics: tuple[str, ...], from_beginning: bool, idle_exit: float | None) -> None:
+    """Print output records of TOPICS as {"topic", "key", "value"} JSON lines."""
+    import asyncio
+
+    from streams.producer import tail_topics
+
+    asyncio.run(tail_topics(_settings(), list(topics), from_beginning=from_beginning, idle_exit=idle_exit))

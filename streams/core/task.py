@@ -1,0 +1,112 @@
+"""A stream task: the engine of one partition fed by several ordered sources, merged by event time.
+
+This is the part of SPEC section 5 that makes lag harmless, kept pure so it is tested without a broker:
+
+- every source (a topic-partition, or an upstream partition behind a repartition topic) delivers records in
+  order into its own buffer;
+- the task applies the buffered record with the smallest ``occurred_at`` next, but only while every source is
+  either buffered or *idle* (nothing unread: it cannot deliver an older record we have not seen yet); a
+  source with unread input and an empty buffer makes the task wait. This is Kafka Streams' task merging
+  (``max.task.idle.ms``) and Quix Streams' ``buffering.py``;
+- each record is applied under the event-time clock of replay (``Engine.advance`` then ``Engine.apply``);
+- once every source is idle and every buffer is empty the task is caught up, and the wall-clock watermark (the
+  instant up to which everything appended to the sources has been read) drives the clock instead.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from streams.core.engine import Engine, Output
+
+
+class Merger:
+    """Per-source FIFO buffers, popped in ``occurred_at`` order across sources."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[Hashable, deque[tuple[int, Any]]] = {}
+        self._seq = 0
+
+    def push(self, source: Hashable, at: int, item: Any) -> None:
+        buf = self._buffers.get(source)
+        if buf is None:
+            buf = self._buffers[source] = deque()
+        buf.append((at, item))
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buffers.values())
+
+    def buffered(self, source: Hashable) -> int:
+        buf = self._buffers.get(source)
+        return len(buf) if buf else 0
+
+    def pop_ready(self, idle: Mapping[Hashable, bool]) -> list[tuple[int, Any]]:
+        """Pop, in merged order, every record that may be applied now.
+
+        ``idle[source]`` is True when the source has nothing unread. Sources named in ``idle`` but without a
+        buffer count too: an empty, non-idle source blocks.
+        """
+        out: list[tuple[int, Any]] = []
+        buffers = self._buffers
+        blockers = [s for s, is_idle in idle.items() if not is_idle]
+        # heads: (at, order, source); order keeps ties stable in the order sources were first seen
+        order = {s: i for i, s in enumerate(buffers)}
+        heads = [(buf[0][0], order[s], s) for s, buf in buffers.items() if buf]
+        heapq.heapify(heads)
+        while heads:
+            if any(not buffers.get(s) for s in blockers):
+                break  # a source with unread input may still hold an older record
+            _, o, s = heapq.heappop(heads)
+            buf = buffers[s]
+            out.append(buf.popleft())
+            if buf:
+                heapq.heappush(heads, (buf[0][0], o, s))
+        return out
+
+    def drop(self, source: Hashable) -> list[tuple[int, Any]]:
+        """Forget a source (its partition was revoked); returns what was buffered."""
+        buf = self._buffers.pop(source, None)
+        return list(buf) if buf else []
+
+
+class Task:
+    """One partition's engine and merger. Items are ``(topic, event, token)``; tokens come back once applied."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.merger = Merger()
+
+    def push(self, source: Hashable, at: int, topic: str, event: Any, token: Any = None) -> None:
+        self.merger.push(source, at, (topic, event, token))
+
+    def step(self, idle: Mapping[Hashable, bool], watermark: int | None) -> Step:
+        """Apply what may be applied; fire wall-clock deadlines when caught up.
+
+        ``watermark`` is the wall-clock instant up to which every source has been read, or None if unknown.
+        """
+        engine = self.engine
+        step = Step()
+        for at, (topic, event, token) in self.merger.pop_ready(idle):
+            step.out += engine.advance(at)
+            try:
+                step.out += engine.apply(topic, event)
+            except Exception as exc:  # a bug on one event must not stop the partition: dead-letter it
+                step.failed.append((token, exc))
+            step.applied.append(token)
+        if watermark is not None and all(idle.values()) and not len(self.merger):
+            step.out += engine.advance(watermark)
+        return step
+
+
+class Step:
+    """What one ``Task.step`` did: outputs, the tokens it applied (to ack), and the items the core failed on."""
+
+    __slots__ = ("applied", "failed", "out")
+
+    def __init__(self) -> None:
+        self.out: list[Output] = []
+        self.applied: list[Any] = []
+        self.failed: list[tuple[Any, Exception]] = []

@@ -1,0 +1,481 @@
+"""A deterministic generator of realistic upstream traffic, as replay-file records (SPEC sections 2 and 6).
+
+``generate(subscribers, events, seed)`` yields ``{"topic": ..., "value": {...}}`` dicts in (roughly) arrival
+order: the same arguments always give the same stream. What it simulates, over ``days`` (30 by default):
+
+- new customers (a share of ``subscribers``): ``order_placed`` (zone mix, fees 2995/2999/3490/4499, tv or not)
+  -> ``line_confirmed`` -> modem and tv decoder ``shipped``/``delivered`` (some past the 14-day deadline, some
+  returned, a few lost) -> ``service_active`` (some late, a few on the deadline, a few before the confirmation,
+  a few never); some cancel; a few confirmations arrive without any ``order_placed``;
+- legacy customers (the rest): no order at all, they only show up in outages, calls and claims;
+- outages of internet/telephony/tv, single or overlapping services, lengths spread around the 24 h, 72 h and
+  168 h thresholds (a few exactly on them), repeated ``down``/``up`` messages, a few never repaired;
+- a network element failure (``mass_outage``): a contiguous block of customers goes down within the same
+  minute and comes back 26 to 50 hours later, most within a quarter of an hour of the repair;
+- switch claims from new customers, with or without proof, fees above and below the 9900 cap, repeats;
+- hotline calls in the ``technical``, ``billing`` and ``sales`` queues, daytime-weighted, waits around the
+  180 s promise (a few exactly at it), abandoned calls, calls never settled, answers for unknown calls;
+- transport noise: a small share of events arrives late (``disorder``) and a small share twice
+  (``duplicates``, same ``event_id`` and bytes); both can be turned off.
+
+``scale`` multiplies every simulated duration and instant offset from ``start``: ``scale=1/86400`` turns the
+30 days into 30 seconds, for live tests against a charter whose durations are scaled the same way.
+
+With ``events`` the stream stops after exactly that many records (the traffic rates are sized so that it ends
+near ``days``); with ``events=None`` it stops at the end of ``days``, sized for about 10 events per subscriber.
+
+Command line: ``python -m streams.gen --subscribers N --events M --seed S [--scale X] > file.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import math
+import random
+import sys
+from bisect import bisect
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+DEFAULT_START = datetime(2007, 5, 1, tzinfo=UTC)
+MINUTE, HOUR, DAY = 60, 3600, 86400
+_US = 1_000_000
+_EPOCH_DATE = date(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+LA, BS, SS, CQ, SC = "line-activation", "box-shipment", "service-status", "call-queue", "switch-claim"
+TOPICS = (LA, BS, SS, CQ, SC)
+
+# Shares of the event budget, and the mean number of events one scenario of each kind produces (measured on
+# large runs of this generator; they only size the traffic, nothing depends on them being exact).
+NEW_SHARE = 0.30  # at most this share of subscribers are new customers (the rest are legacy)
+ONBOARD_BUDGET, MASS_BUDGET, CALL_BUDGET = 0.22, 0.05, 0.35
+EVENTS_PER_ONBOARDING, EVENTS_PER_MASS_CUSTOMER, EVENTS_PER_CALL, EVENTS_PER_OUTAGE = 6.8, 4.6, 1.97, 2.74
+MASS_BLOCK_SHARE = 0.10  # the failing network element serves at most this share of subscribers
+ONBOARD_WINDOW = 0.6  # new customers order during the first 60 % of the horizon, so most deadlines play out
+
+# (offset in seconds, suffix), cumulative weights: the source systems do not agree on a time zone.
+_PARIS, _UTC, _Z, _WINTER = (2 * HOUR, "+02:00"), (0, "+00:00"), (0, "Z"), (HOUR, "+01:00")
+_OFFSETS = {
+    LA: ((85, 95, 100), (_PARIS, _UTC, _Z)),
+    BS: ((60, 90, 100), (_UTC, _Z, _PARIS)),
+    SS: ((70, 90, 100), (_UTC, _Z, _PARIS)),
+    CQ: ((90, 100), (_PARIS, _UTC)),
+    SC: ((95, 100), (_PARIS, _WINTER)),
+}
+
+_FEES = ((45, 60, 85, 100), (2995, 2999, 3490, 4499))
+_CLAIM_FEES = (4900, 5900, 7500, 9000, 9900, 9900, 10000, 12000, 14900, 15000)
+_OPERATORS = ("France Telecom", "Free", "Neuf Cegetel", "Club Internet", "Noos", "AOL", "Tele2", "Darty Box")
+_QUEUES = ((60, 85, 100), ("technical", "billing", "sales"))
+_QUEUE_MEDIAN_WAIT = {"technical": 125.0, "billing": 85.0, "sales": 45.0}
+_SERVICE_SETS = ((50, 75, 85, 95, 100), (("internet",), ("internet", "telephony"), ("telephony",), ("tv",),
+                                          ("internet", "telephony", "tv")))
+# Hotline traffic by hour of the day (Paris time), relative to the busiest hours.
+_CALL_PROFILE = (0.03, 0.02, 0.02, 0.02, 0.02, 0.03, 0.05, 0.2, 0.6, 1.0, 1.0, 0.9,
+                 0.7, 0.8, 1.0, 1.0, 0.95, 0.9, 0.85, 0.8, 0.6, 0.4, 0.15, 0.06)
+_CALL_PROFILE_MEAN = sum(_CALL_PROFILE) / 24
+
+# Outage lengths, seconds: mostly short, the rest spread around (and a few exactly on) the thresholds.
+_OUTAGE_KINDS = (
+    (55.0, "short"),
+    (8.0, (HOUR, 20 * HOUR)),
+    (10.0, (20 * HOUR, 28 * HOUR)),
+    (1.0, 24 * HOUR),
+    (7.0, (28 * HOUR, 64 * HOUR)),
+    (7.0, (64 * HOUR, 80 * HOUR)),
+    (0.5, 72 * HOUR),
+    (5.5, (80 * HOUR, 150 * HOUR)),
+    (4.5, (150 * HOUR, 190 * HOUR)),
+    (0.5, 168 * HOUR),
+    (1.0, (190 * HOUR, 12 * DAY)),
+)
+_OUTAGE_CUM = tuple(accumulate(w for w, _ in _OUTAGE_KINDS))
+
+
+class _Generator:
+    """One run. Scenarios are started in time order; each pushes its future events on a heap keyed by arrival
+    time, and the heap is drained up to the start of the next scenario, so memory is bounded by what is pending."""
+
+    def __init__(self, subscribers: int, events: int | None, seed: int, start: datetime, scale: float,
+                 hotline_calls_per_hour: float | None, mass_outage: bool, days: float, disorder: float,
+                 duplicates: float) -> None:
+        if subscribers < 1:
+            raise ValueError("subscribers must be >= 1")
+        if events is not None and events < 0:
+            raise ValueError("events must be >= 0")
+        if scale <= 0 or days <= 0:
+            raise ValueError("scale and days must be > 0")
+        if start.tzinfo is None:
+            raise ValueError("start must be an aware datetime")
+        self.rng = random.Random(seed)
+        self.n = subscribers
+        self.limit = events
+        self.k = scale * _US  # simulated seconds -> output microseconds
+        self.start_us = (start - _EPOCH) // timedelta(microseconds=1)
+        self.horizon = days * DAY
+        self.disorder = disorder
+        self.duplicates = duplicates
+        self.cids = [f"C{i:07d}" for i in range(subscribers)]
+        self.heap: list[tuple[int, int, int, str, dict[str, Any], int]] = []
+        self.seq = 0
+        self.ids = 0
+        self.calls = 0
+        self.proofs = 0
+        self._days: dict[int, str] = {}
+
+        budget = events if events is not None else 10 * subscribers
+        self.n_new = min(round(NEW_SHARE * subscribers), round(ONBOARD_BUDGET * budget / EVENTS_PER_ONBOARDING))
+        self.block = (min(round(MASS_BLOCK_SHARE * subscribers), round(MASS_BUDGET * budget / EVENTS_PER_MASS_CUSTOMER))
+                      if mass_outage else 0)
+        if hotline_calls_per_hour is None:
+            n_calls = CALL_BUDGET * budget / EVENTS_PER_CALL
+        else:
+            n_calls = hotline_calls_per_hour * self.horizon / HOUR
+        rest = (budget - self.n_new * EVENTS_PER_ONBOARDING - self.block * EVENTS_PER_MASS_CUSTOMER
+                - n_calls * EVENTS_PER_CALL)
+        n_outages = max(rest / EVENTS_PER_OUTAGE, 0.02 * subscribers)
+        self.call_rate = n_calls / self.horizon  # per simulated second, averaged over the day
+        self.outage_rate = n_outages / self.horizon
+        # With an event count the Poisson traffic goes on past the horizon until the count is reached.
+        self.end = self.horizon if events is None else 4 * self.horizon
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _id(self, topic: str) -> str:
+        self.ids += 1
+        return f"{topic[0]}{self.ids}"
+
+    def push(self, t: float, topic: str, value: dict[str, Any]) -> None:
+        """Schedule ``value`` (its ``occurred_at`` still None) at simulated second ``t`` (whole seconds)."""
+        if t > self.end or t < 0:
+            return
+        us = round(round(t) * self.k)
+        self.seq += 1
+        heapq.heappush(self.heap, (us, self.seq, us, topic, value, 0))
+
+    def fmt(self, us: int, topic: str) -> str:
+        cum, offs = _OFFSETS[topic]
+        off, suffix = offs[bisect(cum, self.rng.random() * cum[-1])]
+        local = self.start_us + us + off * _US
+        day, rem = divmod(local, 86_400 * _US)
+        prefix = self._days.get(day)
+        if prefix is None:
+            prefix = self._days[day] = (_EPOCH_DATE + timedelta(days=day)).isoformat() + "T"
+        s, frac = divmod(rem, _US)
+        h, s = divmod(s, 3600)
+        m, s = divmod(s, 60)
+        if frac:
+            return f"{prefix}{h:02d}:{m:02d}:{s:02d}.{frac:06d}{suffix}"
+        return f"{prefix}{h:02d}:{m:02d}:{s:02d}{suffix}"
+
+    def pick(self, table: tuple[tuple[float, ...], tuple[Any, ...]]) -> Any:
+        cum, items = table
+        return items[bisect(cum, self.rng.random() * cum[-1])]
+
+    def drain(self, upto: int | None) -> Iterator[dict[str, Any]]:
+        """Pop (and yield) every pending event arriving at or before ``upto`` microseconds (None: all)."""
+        heap, rng, pop, push = self.heap, self.rng, heapq.heappop, heapq.heappush
+        disorder, duplicates = self.disorder, self.duplicates
+        while heap and (upto is None or heap[0][0] <= upto):
+            arrival, _, occurred, topic, value, flag = pop(heap)
+            if flag == 0:
+                value["occurred_at"] = self.fmt(occurred, topic)
+                if disorder and rng.random() < disorder:
+                    # arrives late: a producer retried, a batch was held back (30 s to 6 h)
+                    self.seq += 1
+                    push(heap, (arrival + round(round(rng.uniform(30, 6 * HOUR)) * self.k), self.seq, occurred,
+                                topic, value, 1))
+                    continue
+            if flag != 2 and duplicates and rng.random() < duplicates:
+                # at-least-once delivery: the same message again, 1 s to 10 min later
+                self.seq += 1
+                push(heap, (arrival + round(rng.uniform(1, 600) * self.k), self.seq, occurred, topic, dict(value), 2))
+            yield {"topic": topic, "value": value}
+
+    # ------------------------------------------------------------------ scenario sources (each in time order)
+
+    def _onboardings(self) -> Iterator[tuple[float, int, int]]:
+        rng = self.rng
+        times = sorted(rng.uniform(0, ONBOARD_WINDOW * self.horizon) for _ in range(self.n_new))
+        first = self.n - self.n_new  # new customers got the newest ids
+        for i, t in enumerate(times):
+            yield t, 0, first + i
+
+    def _poisson(self, rate: float, kind: int, profile: bool) -> Iterator[tuple[float, int, int]]:
+        if rate <= 0:
+            return
+        rng = self.rng
+        peak = rate / _CALL_PROFILE_MEAN if profile else rate
+        t = 0.0
+        while True:
+            t += rng.expovariate(peak)
+            if t > self.end:
+                return
+            if profile:
+                hour = int((t / HOUR + 2) % 24)  # Paris time
+                if rng.random() >= _CALL_PROFILE[hour]:
+                    continue
+            yield t, kind, rng.randrange(self.n)
+
+    def _mass(self) -> Iterator[tuple[float, int, int]]:
+        if self.block:
+            day = math.floor(0.45 * self.horizon / DAY)
+            yield day * DAY + 12 * HOUR + 7 * MINUTE, 3, self.rng.randrange(self.n - self.block + 1)
+
+    # ------------------------------------------------------------------ scenarios
+
+    def onboarding(self, t0: float, idx: int) -> None:
+        rng, r, push, cid = self.rng, self.rng.random, self.push, self.cids[idx]
+        tv = r() < 0.65
+        if r() >= 0.01:  # 1 %: the confirmation arrives without any order_placed (default fee, unknown zone)
+            order = {"event_id": self._id(LA), "occurred_at": None, "customer_id": cid, "type": "order_placed",
+                     "zone": "unbundled" if r() < 0.7 else "non_unbundled", "monthly_fee_cents": self.pick(_FEES)}
+            if not tv or r() < 0.9:  # tv defaults to true
+                order["tv"] = tv
+            push(t0, LA, order)
+        conf = t0 + DAY * min(2 + rng.expovariate(1 / 3), 20)
+        deadline = conf + 14 * DAY
+        push(conf, LA, self._la(cid, "line_confirmed"))
+        if r() < 0.01:  # a second confirmation: the clock starts at the first one only
+            push(conf + DAY * rng.uniform(1, 5), LA, self._la(cid, "line_confirmed"))
+        cancelled = r() < 0.025
+        if cancelled:
+            push(conf + DAY * rng.uniform(-1, 12), LA, self._la(cid, "order_cancelled"))
+        self._box(cid, "modem", conf, deadline)
+        if tv or r() < 0.02:
+            self._box(cid, "tv_decoder", conf, deadline)
+        x = r()
+        if cancelled and r() < 0.8:
+            pass  # cancelled: usually never activated
+        elif x < 0.02:
+            pass  # never activated within the run
+        elif x < 0.09:
+            push(deadline + DAY * rng.uniform(0.02, 12), LA, self._la(cid, "service_active"))  # late
+        elif x < 0.10:
+            push(deadline, LA, self._la(cid, "service_active"))  # exactly on the deadline: kept
+        elif x < 0.11:
+            push(conf - DAY * rng.uniform(0.2, 2), LA, self._la(cid, "service_active"))  # before confirmation
+        else:
+            push(conf + DAY * rng.uniform(3, 12), LA, self._la(cid, "service_active"))
+        if r() < 0.4:  # switching from another operator: a claim for the termination fee
+            self.claim(t0 + DAY * rng.uniform(1, 40), cid)
+
+    def _la(self, cid: str, kind: str) -> dict[str, Any]:
+        return {"event_id": self._id(LA), "occurred_at": None, "customer_id": cid, "type": kind}
+
+    def _box(self, cid: str, item: str, conf: float, deadline: float) -> None:
+        rng, r = self.rng, self.rng.random
+        shipped = max(conf + DAY * rng.uniform(-2, 3), conf - 2 * DAY)
+        self.push(shipped, BS, self._ship(cid, item, "shipped"))
+        x = r()
+        if x < 0.01:
+            return  # lost in transit
+        if x < 0.03:  # refused or damaged: returned, then shipped again
+            back = shipped + DAY * rng.uniform(2, 6)
+            self.push(back, BS, self._ship(cid, item, "returned"))
+            shipped = back + DAY * rng.uniform(0.5, 2)
+            self.push(shipped, BS, self._ship(cid, item, "shipped"))
+            delivered = shipped + DAY * rng.uniform(1, 4)
+        elif x < 0.11:
+            delivered = deadline + DAY * rng.uniform(0.01, 8)  # late, past the 14 days
+        elif x < 0.115:
+            delivered = deadline  # on the deadline: kept
+        else:
+            delivered = shipped + DAY * rng.uniform(1, 4)
+        self.push(delivered, BS, self._ship(cid, item, "delivered"))
+
+    def _ship(self, cid: str, item: str, status: str) -> dict[str, Any]:
+        return {"event_id": self._id(BS), "occurred_at": None, "customer_id": cid, "item": item, "status": status}
+
+    def claim(self, t: float, cid: str, repeat: bool = False, proof: bool | None = None) -> None:
+        rng, r = self.rng, self.rng.random
+        if proof is None:
+            proof = r() < 0.7
+        if proof:
+            self.proofs += 1
+            proof_id: str | None = f"PRF-{self.proofs:07d}"
+        else:
+            proof_id = "" if r() < 0.05 else None
+        fee = 0 if r() < 0.06 else (rng.choice(_CLAIM_FEES) if r() < 0.6 else rng.randrange(30, 170) * 100)
+        self.push(t, SC, {"event_id": self._id(SC), "occurred_at": None, "customer_id": cid,
+                          "previous_operator": rng.choice(_OPERATORS), "termination_fee_cents": fee,
+                          "proof_id": proof_id})
+        if not repeat and r() < 0.15:  # again, with the proof this time (or once more after a grant)
+            self.claim(t + DAY * rng.uniform(3, 20), cid, repeat=True, proof=True)
+
+    def _outage_length(self) -> float:
+        rng = self.rng
+        kind = _OUTAGE_KINDS[bisect(_OUTAGE_CUM, rng.random() * _OUTAGE_CUM[-1])][1]
+        if kind == "short":
+            return min(max(60.0, math.exp(rng.gauss(math.log(40 * MINUTE), 1.0))), 20 * HOUR)
+        if isinstance(kind, tuple):
+            return rng.uniform(*kind)
+        return float(kind)
+
+    def outage(self, t: float, idx: int) -> None:
+        rng, r, cid = self.rng, self.rng.random, self.cids[idx]
+        t = round(t)
+        services = self.pick(_SERVICE_SETS)
+        length = round(self._outage_length())
+        end = t + length
+        repaired = r() >= 0.02  # 2 %: still down when the run ends
+        last = rng.randrange(len(services))
+        for i, service in enumerate(services):
+            if i == 0:
+                down = t
+            elif r() < 0.85:
+                down = t + rng.uniform(0, 120)  # the same fault, seconds apart
+            else:
+                down = t + rng.uniform(0.05, 0.6) * length  # a second fault overlapping the first
+            self.push(down, SS, self._status(cid, service, "down"))
+            if r() < 0.03:  # the monitoring repeats itself
+                self.push(down + rng.uniform(60, 0.9 * length + 60), SS, self._status(cid, service, "down"))
+            if repaired:
+                up = end if i == last else down + rng.uniform(0.1, 1.0) * (end - down)
+                self.push(up, SS, self._status(cid, service, "up"))
+                if r() < 0.02:
+                    self.push(up + rng.uniform(1, 900), SS, self._status(cid, service, "up"))
+
+    def _status(self, cid: str, service: str, status: str) -> dict[str, Any]:
+        return {"event_id": self._id(SS), "occurred_at": None, "customer_id": cid, "service": service,
+                "status": status}
+
+    def mass_outage(self, t: float, first: int) -> None:
+        """A DSLAM fails: its whole block goes down within the same minute and comes back after the repair."""
+        rng, r = self.rng, self.rng.random
+        repair = t + rng.uniform(26 * HOUR, 50 * HOUR)
+        for idx in range(first, first + self.block):
+            cid = self.cids[idx]
+            services = ["internet"]
+            if r() < 0.9:
+                services.append("telephony")
+            if r() < 0.4:
+                services.append("tv")
+            back = repair + (rng.uniform(0, 900) if r() < 0.97 else rng.uniform(HOUR, 30 * HOUR))  # some reboot
+            for service in services:
+                self.push(t + rng.uniform(0, 52), SS, self._status(cid, service, "down"))
+                self.push(back + rng.uniform(0, 30), SS, self._status(cid, service, "up"))
+
+    def call(self, t: float, idx: int) -> None:
+        rng, r = self.rng, self.rng.random
+        self.calls += 1
+        call_id = f"call-{self.calls:08d}"
+        queue = self.pick(_QUEUES)
+        base: dict[str, Any] = {"call_id": call_id, "queue": queue}
+        if r() < 0.75:
+            base["customer_id"] = self.cids[idx]
+        if r() < 0.005:  # an answer for a call the processor never saw queued
+            self.push(t, CQ, {"event_id": self._id(CQ), "occurred_at": None, **base, "type": "answered"})
+            return
+        self.push(t, CQ, {"event_id": self._id(CQ), "occurred_at": None, **base, "type": "queued"})
+        x = r()
+        if x < 0.78:
+            wait = math.exp(rng.gauss(math.log(_QUEUE_MEDIAN_WAIT[queue]), 0.75))
+            kind = "answered"
+        elif x < 0.80:
+            wait, kind = 180.0, "answered"  # exactly on the promise: in time
+        elif x < 0.97:
+            wait, kind = math.exp(rng.gauss(math.log(90), 0.9)), "abandoned"
+        else:
+            return  # never settled (lost by the switch)
+        self.push(t + max(wait, 1.0), CQ, {"event_id": self._id(CQ), "occurred_at": None, **base, "type": kind})
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> Iterator[dict[str, Any]]:
+        limit = self.limit
+        if limit == 0:
+            return
+        sources = heapq.merge(self._onboardings(), self._poisson(self.outage_rate, 1, False),
+                              self._poisson(self.call_rate, 2, True), self._mass())
+        handlers: tuple[Callable[[float, int], None], ...] = (self.onboarding, self.outage, self.call,
+                                                             self.mass_outage)
+        n = 0
+        for t, kind, arg in sources:
+            for rec in self.drain(round(round(t) * self.k)):
+                yield rec
+                n += 1
+                if n == limit:
+                    return
+            handlers[kind](t, arg)
+        for rec in self.drain(None):
+            yield rec
+            n += 1
+            if n == limit:
+                return
+
+
+def generate(subscribers: int, events: int | None = None, seed: int = 0, start: datetime = DEFAULT_START,
+             scale: float = 1.0, hotline_calls_per_hour: float | None = None, mass_outage: bool = True, *,
+             days: float = 30.0, disorder: float = 0.002, duplicates: float = 0.002) -> Iterator[dict[str, Any]]:
+    """Yield replay records ``{"topic": ..., "value": {...}}`` of simulated upstream traffic, deterministically.
+
+    ``subscribers``: distinct customers (a share are new and go through activation, the rest are legacy).
+    ``events``: stop after exactly this many records (None: at the end of ``days``, ~10 per subscriber).
+    ``scale``: multiplies every simulated duration (1/86400 maps days to seconds).
+    ``hotline_calls_per_hour``: simulated-hour call rate (None: about a third of the events are calls).
+    ``mass_outage``: include a network element failure taking a block of customers down in the same minute.
+    ``disorder`` / ``duplicates``: share of events arriving late / twice (0 turns them off).
+    """
+    return _Generator(subscribers, events, seed, start, scale, hotline_calls_per_hour, mass_outage, days,
+                      disorder, duplicates).run()
+
+
+def write_jsonl(path: str | Path | BinaryIO, records: Iterable[dict[str, Any]]) -> int:
+    """Write records as JSON lines (orjson) to a path or a binary file; return how many were written."""
+    if isinstance(path, str | Path):
+        with open(path, "wb") as f:
+            return write_jsonl(f, records)
+    dumps, buf, n = orjson.dumps, [], 0
+    for rec in records:
+        buf.append(dumps(rec))
+        n += 1
+        if len(buf) == 4096:
+            buf.append(b"")
+            path.write(b"\n".join(buf))
+            buf.clear()
+    if buf:
+        buf.append(b"")
+        path.write(b"\n".join(buf))
+    return n
+
+
+def _parse_start(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
+    return dt
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m streams.gen", description=__doc__.split("\n\n")[0])
+    p.add_argument("--subscribers", type=int, required=True)
+    p.add_argument("--events", type=int, default=None, help="exact number of records (default: ~10/subscriber)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=1.0, help="duration multiplier, e.g. 1.1574074074074073e-05")
+    p.add_argument("--start", type=_parse_start, default=DEFAULT_START, help="RFC 3339 (default 2007-05-01Z)")
+    p.add_argument("--days", type=float, default=30.0, help="simulated horizon (default 30)")
+    p.add_argument("--calls-per-hour", type=float, default=None, dest="calls")
+    p.add_argument("--no-mass-outage", action="store_true")
+    p.add_argument("--disorder", type=float, default=0.002, help="share of late arrivals (0: none)")
+    p.add_argument("--duplicates", type=float, default=0.002, help="share of redeliveries (0: none)")
+    p.add_argument("-o", "--output", default="-", help="file (default: standard output)")
+    a = p.parse_args(argv)
+    records = generate(a.subscribers, a.events, a.seed, a.start, a.scale, a.calls, not a.no_mass_outage,
+                       days=a.days, disorder=a.disorder, duplicates=a.duplicates)
+    n = write_jsonl(sys.stdout.buffer if a.output == "-" else a.output, records)
+    if a.output == "-":
+        sys.stdout.buffer.flush()
+    print(f"{n} events", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""The live adapter: a faust-streaming app around the same core as ``charter replay``.
+
+Topology (one consumer group of identical workers):
+
+- ``charter_main`` consumes the four customer-keyed input topics and ``charter-clock``, all co-partitioned. Each
+  partition number p has one ``Task`` (engine + merger, streams/core/task.py) whose state lives in the
+  changelogged table ``subscribers``. Every worker sends a tick to each ``charter-clock`` partition it owns
+  every ``tick_interval``; a tick makes the task of that partition step inside stream iteration, so deadlines
+  fire on the worker owning the subscriber, from table state, with no table scan.
+- ``call-queue`` is keyed by call_id but the KPI is per queue and must not depend on partitioning, so
+  ``forward_calls`` validates each call event and repartitions it to ``charter-hotline`` (one partition),
+  tagged with its source partition. The same timer sends, for every source partition it has fully
+  forwarded, a watermark record into ``charter-hotline``; ``hotline`` merges the sources by event time and uses
+  the smallest watermark as its wall clock. Hotline state lives in the table ``hotline``.
+
+Ordering and lag (SPEC section 5): a source is *idle* when everything appended to it has reached the task
+(its next offset has reached the high watermark of the last fetch); while any source is not idle the task
+merges by ``occurred_at`` under event time, and only a fully idle task moves to the wall clock, taken as the
+time of the last fetch of its sources (everything appended before it has been read).
+
+Delivery (at least once, no loss): per partition, outputs are sent and their delivery awaited first, then the
+changed states are written to the table, then the applied input messages are acked; faust flushes the
+producer before committing offsets. A crash can repeat outputs (same deterministic ids) but never lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+from pydantic import ValidationError
+
+from schemas.inputs import KEY_FIELD
+from streams.charter import Charter
+from streams.core import Engine, Output, to_us
+from streams.core.state import Call, Subscriber, Window
+from streams.core.task import Step, Task
+from streams.replay import dead_letter, decode_event, describe_error
+from streams.settings import Settings
+
+log = logging.getLogger("charter.live")
+
+CUSTOMER_TOPICS = ("line-activation", "box-shipment", "service-status", "switch-claim")
+CALL_TOPIC = "call-queue"
+INPUT_TOPICS = (*CUSTOMER_TOPICS, CALL_TOPIC)
+CLOCK_TOPIC = "charter-clock"
+HOTLINE_TOPIC = "charter-hotline"
+OUTPUT_TOPICS = ("compensation", "billing", "claim-decision", "hotline-breach", "hotline-kpi", "sla-alert",
+                 "dead-letter")
+SEP = b"\x1f"
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def encode_output(out: Output) -> tuple[bytes | None, bytes]:
+    topic, key, value = out
+    if topic == "compensation":
+        value["emitted_at"] = _now_iso()
+    return (None if key is None else key.encode()), orjson.dumps(value)
+
+
+class _Source:
+    """Read progress of one input topic-partition, from the consumer's last fetch."""
+
+    __slots__ = ("next_offset",)
+
+    def __init__(self, next_offset: int) -> None:
+        self.next_offset = next_offset
+
+
+class LiveTask:
+    """A core Task plus what the adapter needs to flush it: pending outputs and messages to ack."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.task = Task(engine)
+        self.out: list[Output] = []
+        self.to_ack: list[Any] = []
+        self.failed: list[tuple[Any, Exception]] = []
+
+    def absorb(self, step: Step) -> None:
+        self.out += step.out
+        self.to_ack += step.applied
+        self.failed += step.failed
+
+
+class Live:
+    """The faust app and its per-partition tasks."""
+
+    def __init__(self, settings: Settings, charter: Charter) -> None:
+        self.settings = settings
+        self.charter = charter
+        n = settings.partitions
+        self.app = app = faust.App(
+            settings.app_id,
+            broker=settings.broker_url,
+            store=settings.store,
+            datadir=str(settings.data_dir),
+            topic_partitions=n,
+            topic_replication_factor=settings.replication_factor,
+            processing_guarantee=settings.processing_guarantee,
+            web_enabled=settings.web_port is not None,
+            web_port=settings.web_port or 6066,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
+            broker_rebalance_timeout=max(settings.session_timeout * 2, 10.0),
+            broker_commit_interval=1.0,
+            table_standby_replicas=0,
+            producer_acks=-1,
+            stream_wait_empty=False,
+        )
+        self.main_topic = app.topic(*CUSTOMER_TOPICS, CLOCK_TOPIC, partitions=n, **RAW)
+        self.call_topic = app.topic(CALL_TOPIC, partitions=n, **RAW)
+        self.hotline_topic = app.topic(HOTLINE_TOPIC, partitions=1, **RAW)
+        self.clock_topic = app.topic(CLOCK_TOPIC, partitions=n, **RAW)
+        self.outputs = {name: app.topic(name, **RAW) for name in OUTPUT_TOPICS}
+        self.subscribers = app.Table("subscribers", partitions=n, **RAW)
+        self.hotline_state = app.Table("hotline", partitions=1, **RAW)
+        self.tasks: dict[int, LiveTask] = {}
+        self.hotline_task: LiveTask | None = None
+        self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
+        self.hotline_wm: dict[int, int] = {}
+        self.sources: dict[TP, _Source] = {}  # input TPs of main tasks and of the call forwarder
+        self._consumer_cache: Any = None
+
+        app.agent(self.main_topic, name="charter_main")(self._main_agent)
+        app.agent(self.call_topic, name="forward_calls")(self._forward_agent)
+        app.agent(self.hotline_topic, name="hotline")(self._hotline_agent)
+        app.timer(settings.tick_interval, name="charter_clock")(self._tick)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    # ------------------------------------------------------------ consumer read progress
+
+    def _aiokafka(self) -> Any:
+        if self._consumer_cache is None:
+            self._consumer_cache = self.app.consumer._thread._ensure_consumer()
+        return self._consumer_cache
+
+    def _source(self, tp: TP) -> _Source:
+        src = self.sources.get(tp)
+        if src is None:
+            committed = self.app.consumer._committed_offset.get(tp)
+            src = self.sources[tp] = _Source(committed or 0)
+        return src
+
+    def _idle(self, tp: TP) -> bool:
+        """Nothing appended to ``tp`` (as of the consumer's last fetch of it) is still unread by us."""
+        hw = self._aiokafka().highwater(tp)
+        return hw is not None and self._source(tp).next_offset >= hw
+
+    def _fetched_at_us(self, tp: TP) -> int | None:
+        ts = self._aiokafka().last_poll_timestamp(tp)
+        return None if ts is None else ts * 1000
+
+    # ------------------------------------------------------------ partition tasks
+
+    def _main_task(self, p: int) -> LiveTask:
+        lt = self.tasks.get(p)
+        if lt is None:
+            engine = Engine(self.charter, track_dirty=True)
+            prefix = b"%d" % p + SEP
+            for key, value in self.subscribers.data.items():
+                if key.startswith(prefix):
+                    engine.subscribers[key[len(prefix):].decode()] = Subscriber.decode(orjson.loads(value))
+            engine.rebuild_deadlines()
+            lt = self.tasks[p] = LiveTask(engine)
+            log.info("partition %d: %d subscribers loaded", p, len(engine.subscribers))
+        return lt
+
+    def _hotline(self) -> LiveTask:
+        if self.hotline_task is None:
+            engine = Engine(self.charter, track_dirty=True)
+            for key, value in self.hotline_state.data.items():
+                kind, _, rest = key.partition(SEP)
+                if kind == b"c":
+                    engine.calls[rest.decode()] = Call.decode(orjson.loads(value))
+                elif kind == b"w":
+                    queue, _, ws = rest.rpartition(SEP)
+                    engine.windows[(queue.decode(), int(ws))] = Window.decode(orjson.loads(value))
+            engine.rebuild_deadlines()
+            self.hotline_task = LiveTask(engine)
+            self.hotline_sources = {s: False for s in range(self.settings.partitions)}
+            self.hotline_wm = {}
+            log.info("hotline: %d calls, %d windows loaded", len(engine.calls), len(engine.windows))
+        return self.hotline_task
+
+    async def _on_revoked(self, app: faust.App, revoked: Iterable[TP], **kwargs: Any) -> None:
+        for tp in revoked:
+            self.sources.pop(tp, None)
+            if tp.topic == CLOCK_TOPIC:
+                self.tasks.pop(tp.partition, None)
+            elif tp.topic == HOTLINE_TOPIC:
+                self.hotline_task = None
+
+    # ------------------------------------------------------------ agents
+
+    async def _dead_letter(self, message: Any, error: str) -> None:
+        key, value = encode_output(dead_letter(message.topic, message.partition, message.offset, message.key,
+                                               message.value, error))
+        await (await self.outputs["dead-letter"].send(key=key, value=value))
+
+    async def _decode(self, message: Any) -> Any:
+        """Validated event, or None after sending the message to dead-letter."""
+        try:
+            value = orjson.loads(message.value)
+            return decode_event(message.topic, value)
+        except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError) as e:
+            reason = f"not valid JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else describe_error(e)
+            await self._dead_letter(message, reason)
+            return None
+
+    async def _main_agent(self, stream: Any) -> None:
+        async for event in stream.noack().events():
+            message = event.message
+            p = message.partition
+            lt = self._main_task(p)
+            if message.topic == CLOCK_TOPIC:
+                await stream.ack(event)
+                await self._step_main(p, lt, stream, flush=True)
+                continue
+            tp = message.tp
+            self._source(tp).next_offset = message.offset + 1
+            ev = await self._decode(message)
+            if ev is None:
+                await stream.ack(event)
+                continue
+            lt.task.push(tp, to_us(ev.occurred_at), message.topic, ev, event)
+            await self._step_main(p, lt, stream, flush=len(lt.to_ack) >= self.settings.flush_every)
+
+    async def _step_main(self, p: int, lt: LiveTask, stream: Any, flush: bool) -> None:
+        tps = [TP(t, p) for t in CUSTOMER_TOPICS]
+        idle = {tp: self._idle(tp) for tp in tps}
+        watermark = None
+        if all(idle.values()):
+            stamps = [self._fetched_at_us(tp) for tp in tps]
+            watermark = None if None in stamps else min(stamps)
+        lt.absorb(lt.task.step(idle, watermark))
+        if flush:
+            await self._flush(lt, stream, self.subscribers, self._persist_main(p, lt.task.engine))
+
+    def _persist_main(self, p: int, engine: Engine) -> list[tuple[bytes, bytes]]:
+        prefix = b"%d" % p + SEP
+        rows = [(prefix + k.encode(), orjson.dumps(engine.subscribers[k].encode()))
+                for k in engine.dirty_subscribers]
+        engine.dirty_subscribers.clear()
+        return rows
+
+    async def _flush(self, lt: LiveTask, stream: Any, table: Any, rows: list[tuple[bytes, bytes]]) -> None:
+        """Outputs delivered, then state written, then inputs acked: a crash repeats, never loses."""
+        for token, exc in lt.failed:
+            log.exception("core failed on %s", token.message.tp, exc_info=exc)
+            await self._dead_letter(token.message, f"processing error: {type(exc).__name__}: {exc}")
+        lt.failed.clear()
+        if lt.out:
+            futures = []
+            for out in lt.out:
+                key, value = encode_output(out)
+                futures.append(await self.outputs[out[0]].send(key=key, value=value))
+            lt.out = []
+            await asyncio.gather(*futures)
+        for key, value in rows:
+            table[key] = value
+        for token in lt.to_ack:
+            await stream.ack(token)
+        lt.to_ack.clear()
+
+    async def _forward_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            ev = await self._decode(message)
+            if ev is not None:
+                value = orjson.dumps({"s": message.partition, "v": orjson.loads(message.value)})
+                await (await self.hotline_topic.send(key=ev.queue.encode(), value=value, partition=0))
+            self._source(message.tp).next_offset = message.offset + 1
+
+    async def _hotline_agent(self, stream: Any) -> None:
+        async for event in stream.noack().events():
+            lt = self._hotline()
+            rec = orjson.loads(event.message.value)
+            s = rec["s"]
+            if "wm" in rec:
+                self.hotline_sources[s] = True
+                self.hotline_wm[s] = rec["wm"] * 1000
+                await stream.ack(event)
+                flush = True
+            else:
+                self.hotline_sources[s] = False
+                ev = decode_event(CALL_TOPIC, rec["v"])
+                lt.task.push(s, to_us(ev.occurred_at), CALL_TOPIC, ev, event)
+                flush = len(lt.to_ack) >= self.settings.flush_every
+            idle = self.hotline_sources
+            watermark = None
+            if all(idle.values()) and len(self.hotline_wm) == len(idle):
+                watermark = min(self.hotline_wm.values())
+            lt.absorb(lt.task.step(idle, watermark))
+            if flush:
+                await self._flush(lt, stream, self.hotline_state, self._persist_hotline(lt.task.engine))
+
+    def _persist_hotline(self, engine: Engine) -> list[tuple[bytes, bytes]]:
+        rows = [(b"c" + SEP + k.encode(), orjson.dumps(engine.calls[k].encode())) for k in engine.dirty_calls]
+        rows += [(b"w" + SEP + q.encode() + SEP + b"%d" % ws, orjson.dumps(engine.windows[(q, ws)].encode()))
+                 for q, ws in engine.dirty_windows]
+        engine.dirty_calls.clear()
+        engine.dirty_windows.clear()
+        return rows
+
+    # ------------------------------------------------------------ time
+
+    async def _tick(self) -> None:
+        """Clock ticks for the partitions this worker owns, and watermarks of the call partitions it forwards."""
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # not started yet
+            return
+        sends = []
+        for tp in assignment:
+            if tp.topic == CLOCK_TOPIC:
+                sends.append(self.clock_topic.send(key=None, value=b"", partition=tp.partition))
+            elif tp.topic == CALL_TOPIC and self._idle(tp):
+                fetched = self._aiokafka().last_poll_timestamp(tp)
+                if fetched is not None:
+                    wm = orjson.dumps({"s": tp.partition, "wm": fetched})
+                    sends.append(self.hotline_topic.send(key=None, value=wm, partition=0))
+        if sends:
+            await asyncio.gather(*sends)
+
+
+def key_field(topic: str) -> str:
+    return KEY_FIELD[topic]
+
+
+def run_worker(settings: Settings, charter: Charter) -> None:
+    """Run one worker until interrupted (the ``charter worker`` command)."""
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    live = Live(settings, charter)
+    worker = faust.Worker(live.app, loglevel=settings.log_level, quiet=True)
+    started = time.monotonic()
+    log.info("worker starting (%s)", settings.broker_url)
+    worker.execute_from_commandline()
+    log.info("worker stopped after %.0f s", time.monotonic() - started)
