@@ -67,10 +67,6 @@ def replay(file: str, until: str | None, charter_ref: str | None, progress: bool
         out.flush()
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _settings(**overrides):
     from streams.settings import Settings
 
@@ -115,3 +111,7 @@ def tail(topics: tuple[str, ...], from_beginning: bool, idle_exit: float | None)
     from streams.producer import tail_topics
 
     asyncio.run(tail_topics(_settings(), list(topics), from_beginning=from_beginning, idle_exit=idle_exit))
+
+
+if __name__ == "__main__":
+    main()

@@ -70,12 +70,12 @@ def encode_output(out: Output) -> tuple[bytes | None, bytes]:
 
 
 class _Source:
-    """Read progress of one input topic-partition, from the consumer's last fetch."""
+    """Read progress of one input topic-partition: the offset after the last message that reached us."""
 
     __slots__ = ("next_offset",)
 
-    def __init__(self, next_offset: int) -> None:
-        self.next_offset = next_offset
+    def __init__(self) -> None:
+        self.next_offset: int | None = None  # None: nothing received since the partition was assigned
 
 
 class LiveTask:
@@ -119,13 +119,17 @@ class Live:
             producer_acks=-1,
             stream_wait_empty=False,
         )
-        self.main_topic = app.topic(*CUSTOMER_TOPICS, CLOCK_TOPIC, partitions=n, **RAW)
-        self.call_topic = app.topic(CALL_TOPIC, partitions=n, **RAW)
-        self.hotline_topic = app.topic(HOTLINE_TOPIC, partitions=1, **RAW)
-        self.clock_topic = app.topic(CLOCK_TOPIC, partitions=n, **RAW)
-        self.outputs = {name: app.topic(name, **RAW) for name in OUTPUT_TOPICS}
-        self.subscribers = app.Table("subscribers", partitions=n, **RAW)
-        self.hotline_state = app.Table("hotline", partitions=1, **RAW)
+        t = settings.topic
+        self.clock_name, self.hotline_name, self.call_name = t(CLOCK_TOPIC), t(HOTLINE_TOPIC), t(CALL_TOPIC)
+        self.customer_names = [t(name) for name in CUSTOMER_TOPICS]
+        self.main_topic = app.topic(*self.customer_names, self.clock_name, partitions=n, **RAW)
+        self.call_topic = app.topic(self.call_name, partitions=n, **RAW)
+        self.hotline_topic = app.topic(self.hotline_name, partitions=1, **RAW)
+        self.clock_topic = app.topic(self.clock_name, partitions=n, **RAW)
+        self.outputs = {name: app.topic(t(name), **RAW) for name in OUTPUT_TOPICS}
+        # bytes in, bytes out: the core encodes its own state compactly (orjson lists)
+        self.subscribers = app.Table("subscribers", partitions=n, key_type=bytes, value_type=bytes)
+        self.hotline_state = app.Table("hotline", partitions=1, key_type=bytes, value_type=bytes)
         self.tasks: dict[int, LiveTask] = {}
         self.hotline_task: LiveTask | None = None
         self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
@@ -149,14 +153,20 @@ class Live:
     def _source(self, tp: TP) -> _Source:
         src = self.sources.get(tp)
         if src is None:
-            committed = self.app.consumer._committed_offset.get(tp)
-            src = self.sources[tp] = _Source(committed or 0)
+            src = self.sources[tp] = _Source()
         return src
 
     def _idle(self, tp: TP) -> bool:
         """Nothing appended to ``tp`` (as of the consumer's last fetch of it) is still unread by us."""
         hw = self._aiokafka().highwater(tp)
-        return hw is not None and self._source(tp).next_offset >= hw
+        if hw is None:
+            return False
+        nxt = self._source(tp).next_offset
+        if nxt is None:
+            # Nothing received since assignment: we start at the committed offset. Read it each time, since
+            # faust fills it in asynchronously after the assignment (an early read would say 0: not idle, wait).
+            nxt = self.app.consumer._committed_offset.get(tp) or 0
+        return nxt >= hw
 
     def _fetched_at_us(self, tp: TP) -> int | None:
         ts = self._aiokafka().last_poll_timestamp(tp)
@@ -197,23 +207,24 @@ class Live:
     async def _on_revoked(self, app: faust.App, revoked: Iterable[TP], **kwargs: Any) -> None:
         for tp in revoked:
             self.sources.pop(tp, None)
-            if tp.topic == CLOCK_TOPIC:
+            if tp.topic == self.clock_name:
                 self.tasks.pop(tp.partition, None)
-            elif tp.topic == HOTLINE_TOPIC:
+            elif tp.topic == self.hotline_name:
                 self.hotline_task = None
 
     # ------------------------------------------------------------ agents
 
     async def _dead_letter(self, message: Any, error: str) -> None:
-        key, value = encode_output(dead_letter(message.topic, message.partition, message.offset, message.key,
-                                               message.value, error))
+        topic = self.settings.unprefixed(message.topic)
+        key, value = encode_output(dead_letter(topic, message.partition, message.offset, message.key, message.value,
+                                               error))
         await (await self.outputs["dead-letter"].send(key=key, value=value))
 
     async def _decode(self, message: Any) -> Any:
         """Validated event, or None after sending the message to dead-letter."""
         try:
             value = orjson.loads(message.value)
-            return decode_event(message.topic, value)
+            return decode_event(self.settings.unprefixed(message.topic), value)
         except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError) as e:
             reason = f"not valid JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else describe_error(e)
             await self._dead_letter(message, reason)
@@ -224,7 +235,7 @@ class Live:
             message = event.message
             p = message.partition
             lt = self._main_task(p)
-            if message.topic == CLOCK_TOPIC:
+            if message.topic == self.clock_name:
                 await stream.ack(event)
                 await self._step_main(p, lt, stream, flush=True)
                 continue
@@ -234,11 +245,11 @@ class Live:
             if ev is None:
                 await stream.ack(event)
                 continue
-            lt.task.push(tp, to_us(ev.occurred_at), message.topic, ev, event)
+            lt.task.push(tp, to_us(ev.occurred_at), self.settings.unprefixed(message.topic), ev, event)
             await self._step_main(p, lt, stream, flush=len(lt.to_ack) >= self.settings.flush_every)
 
     async def _step_main(self, p: int, lt: LiveTask, stream: Any, flush: bool) -> None:
-        tps = [TP(t, p) for t in CUSTOMER_TOPICS]
+        tps = [TP(t, p) for t in self.customer_names]
         idle = {tp: self._idle(tp) for tp in tps}
         watermark = None
         if all(idle.values()):
@@ -324,9 +335,9 @@ class Live:
             return
         sends = []
         for tp in assignment:
-            if tp.topic == CLOCK_TOPIC:
+            if tp.topic == self.clock_name:
                 sends.append(self.clock_topic.send(key=None, value=b"", partition=tp.partition))
-            elif tp.topic == CALL_TOPIC and self._idle(tp):
+            elif tp.topic == self.call_name and self._idle(tp):
                 fetched = self._aiokafka().last_poll_timestamp(tp)
                 if fetched is not None:
                     wm = orjson.dumps({"s": tp.partition, "wm": fetched})

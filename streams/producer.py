@@ -28,22 +28,29 @@ def record_key(topic: str, value: Any, key: Any = None) -> bytes | None:
 
 
 async def publish(producer: AIOKafkaProducer, records: Iterable[dict[str, Any]], realtime: bool = False,
-                  speed: float = 1.0) -> int:
-    """Send replay records in order; with ``realtime`` each waits for its occurred_at (relative to the first)."""
+                  speed: float = 1.0, prefix: str = "", absolute: bool = False) -> int:
+    """Send replay records in file order.
+
+    ``realtime``: each record waits until its occurred_at, counted from the first record (or, with ``absolute``,
+    until the wall clock reaches it), so a live worker sees the events as they happen.
+    """
     n = 0
     t0 = w0 = None
     pending = []
     for rec in records:
         topic, value = rec["topic"], rec["value"]
-        if realtime:
+        if realtime and isinstance(value, dict) and "occurred_at" in value:
             at = parse_instant(value["occurred_at"]) / 1e6
-            if t0 is None:
-                t0, w0 = at, time.monotonic()
-            delay = w0 + (at - t0) / speed - time.monotonic()
+            if absolute:
+                delay = at - time.time()
+            else:
+                if t0 is None:
+                    t0, w0 = at, time.monotonic()
+                delay = w0 + (at - t0) / speed - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
         raw = value if isinstance(value, bytes | bytearray) else orjson.dumps(value)
-        pending.append(await producer.send(topic, raw, key=record_key(topic, value, rec.get("key"))))
+        pending.append(await producer.send(prefix + topic, raw, key=record_key(topic, value, rec.get("key"))))
         n += 1
         if len(pending) >= 1000:
             await asyncio.gather(*pending)
@@ -67,15 +74,16 @@ async def produce_file(settings: Settings, path: str, realtime: bool = False, sp
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
-        return await publish(producer, read_replay_file(path), realtime=realtime, speed=speed)
+        return await publish(producer, read_replay_file(path), realtime=realtime, speed=speed,
+                             prefix=settings.topic_prefix)
     finally:
         await producer.stop()
 
 
 async def tail_topics(settings: Settings, topics: list[str], from_beginning: bool = True,
                       idle_exit: float | None = None) -> None:
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=_bootstrap(settings), group_id=None,
-                                auto_offset_reset="earliest" if from_beginning else "latest",
+    consumer = AIOKafkaConsumer(*[settings.topic(t) for t in topics], bootstrap_servers=_bootstrap(settings),
+                                group_id=None, auto_offset_reset="earliest" if from_beginning else "latest",
                                 isolation_level="read_committed", enable_auto_commit=False)
     await consumer.start()
     out = sys.stdout.buffer
@@ -90,7 +98,7 @@ async def tail_topics(settings: Settings, topics: list[str], from_beginning: boo
                     except orjson.JSONDecodeError:
                         value = m.value.decode("utf-8", "replace")
                     key = None if m.key is None else m.key.decode("utf-8", "replace")
-                    out.write(orjson.dumps({"topic": m.topic, "key": key, "value": value}) + b"\n")
+                    out.write(orjson.dumps({"topic": settings.unprefixed(m.topic), "key": key, "value": value}) + b"\n")
                     last = time.monotonic()
             out.flush()
             if idle_exit is not None and time.monotonic() - last > idle_exit:

@@ -24,8 +24,15 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1, description="replication factor of topics the worker creates")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     flush_every: int = Field(500, ge=1, description="events applied per partition before outputs are flushed")
+    topic_prefix: str = Field("", description="prefix of every topic name (namespaces a deployment or a test)")
     log_level: str = "info"
     web_port: int | None = Field(None, description="Faust web server port (metrics); unset: no web server")
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+    def unprefixed(self, name: str) -> str:
+        return name[len(self.topic_prefix):] if self.topic_prefix and name.startswith(self.topic_prefix) else name
 
     @property
     def broker_url(self) -> str:

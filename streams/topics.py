@@ -32,6 +32,7 @@ async def ensure_topics_async(settings: Settings) -> None:
     try:
         existing = set(await admin.list_topics())
         plan = topic_plan(settings)
+        plan = {settings.topic(t): v for t, v in plan.items()}
         missing = [NewTopic(name=t, num_partitions=p, replication_factor=settings.replication_factor,
                             topic_configs=cfg) for t, (p, cfg) in plan.items() if t not in existing]
         if missing:
@@ -42,7 +43,7 @@ async def ensure_topics_async(settings: Settings) -> None:
             name = d["topic"]
             want = plan[name][0]
             have = len(d["partitions"])
-            if have != want and name in plan and (name.startswith("charter-") or name in _copartitioned()):
+            if have != want and settings.unprefixed(name) in _copartitioned():
                 raise SystemExit(f"topic {name} has {have} partitions, CHARTER_PARTITIONS={want}: input topics "
                                  "and the clock must be co-partitioned (set CHARTER_PARTITIONS to match)")
     finally:
@@ -52,7 +53,7 @@ async def ensure_topics_async(settings: Settings) -> None:
 def _copartitioned() -> set[str]:
     from streams.live import CLOCK_TOPIC, CUSTOMER_TOPICS
 
-    return {*CUSTOMER_TOPICS, CLOCK_TOPIC, "call-queue"}
+    return {*CUSTOMER_TOPICS, CLOCK_TOPIC}
 
 
 def ensure_topics(settings: Settings) -> None:

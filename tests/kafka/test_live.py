@@ -1,0 +1,135 @@
+"""The worker on a real Apache Kafka broker gives the records `charter replay` gives (SPEC section 5)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from streams.core.timeutil import to_us
+from tests.kafka.harness import (
+    OutputReader,
+    diff,
+    expected_outputs,
+    lines_of,
+    normalize,
+    publish_records,
+    scenario,
+    wait_for,
+)
+
+HORIZON = 20.0  # seconds after the last event by which every deadline of the seconds charter has fired
+
+
+def _run_scenario(dep, records, during=None):
+    """Publish in real time, then wait for parity with replay.
+
+    ``during()`` runs in the test's thread while a background thread keeps publishing (upstream does not stop
+    when our worker does): what it does to the workers happens while events and deadlines keep coming.
+    """
+    reader = OutputReader(dep)
+    try:
+        publisher = threading.Thread(target=publish_records, args=(dep, records), daemon=True)
+        publisher.start()
+        if during is not None:
+            during()
+        publisher.join()
+        last = max(datetime.fromisoformat(r["value"]["occurred_at"]) for r in records)
+        until = last + timedelta(seconds=HORIZON)
+        expected = expected_outputs(lines_of(records), dep.charter.name, to_us(until))
+        wait_for(lambda: datetime.now(UTC) > until, HORIZON + 30, "the scenario's horizon")
+
+        def matches():
+            return normalize(reader.snapshot()) == expected
+
+        try:
+            wait_for(matches, 60, "live outputs to equal replay's")
+        except AssertionError:
+            raise AssertionError(diff(expected, normalize(reader.snapshot()))) from None
+        # nothing more may arrive: the horizon is past, every deadline has fired
+        time.sleep(2)
+        assert normalize(reader.snapshot()) == expected, diff(expected, normalize(reader.snapshot()))
+        return reader.snapshot()
+    finally:
+        reader.close()
+
+
+def _no_repeats(records):
+    ids = [v["compensation_id"] for t, _, v in records if t == "compensation"]
+    assert len(ids) == len(set(ids)), "a compensation was repeated"
+    return ids
+
+
+def test_live_equals_replay(deployment):
+    dep = deployment(partitions=4)
+    dep.worker().start()
+    records = scenario(datetime.now(UTC) + timedelta(seconds=2))
+    out = _run_scenario(dep, records)
+    assert len(_no_repeats(out)) > 5
+    topics = {t for t, _, _ in out}
+    assert {"compensation", "billing", "claim-decision", "hotline-breach", "hotline-kpi", "sla-alert"} <= topics
+
+
+def test_restart_mid_scenario_keeps_state_and_deadlines(deployment):
+    dep = deployment(partitions=4)
+    w = dep.worker().start()
+
+    def during():
+        time.sleep(8)  # mid-scenario
+        w.stop()
+        time.sleep(4)  # events arrive and deadlines fall due while the worker is down
+        w.start()
+
+    records = scenario(datetime.now(UTC) + timedelta(seconds=2), seed=11)
+    out = _run_scenario(dep, records, during)
+    _no_repeats(out)
+    assert w.starts == 2
+
+
+def test_two_workers_over_eight_partitions(deployment):
+    dep = deployment(partitions=8)
+    a = dep.worker().start()
+    b = dep.worker().start()
+    wait_for(lambda: "partition" in b.log_text() and "loaded" in b.log_text(), 60, "the second worker's share")
+    records = scenario(datetime.now(UTC) + timedelta(seconds=2), customers=60, seed=3)
+    out = _run_scenario(dep, records)
+    _no_repeats(out)
+    assert a.alive() and b.alive()
+
+
+def test_malformed_messages_go_to_dead_letter_and_the_worker_goes_on(deployment):
+    dep = deployment(partitions=2)
+    w = dep.worker().start()
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    good = scenario(start, customers=12, calls=6, seed=5)
+    bad_values = [
+        b"not json",
+        b"\xff\xfe\x00garbage",
+        orjson.dumps({"event_id": "x1", "customer_id": "Z", "type": "order_placed", "zone": "mars",
+                      "monthly_fee_cents": 2995, "occurred_at": start.isoformat()}),
+        orjson.dumps({"event_id": "x2", "customer_id": "Z", "type": "line_confirmed"}),
+        orjson.dumps({"event_id": "x3", "customer_id": "Z", "item": "modem", "status": "delivered",
+                      "occurred_at": "2007-05-01T00:00:00"}),
+    ]
+    topics = ["line-activation", "service-status", "line-activation", "line-activation", "box-shipment"]
+    records = list(good)
+    for i, (topic, raw) in enumerate(zip(topics, bad_values, strict=True)):
+        records.insert(3 + 4 * i, {"topic": topic, "value": raw, "key": "Z"})
+    _run_scenario(dep, records)  # valid outputs equal the replay of the valid events alone
+    reader = OutputReader(dep, ["dead-letter"])
+    try:
+        wait_for(lambda: len(reader.snapshot()) >= len(bad_values), 30, "dead letters")
+        letters = [v for _, _, v in reader.snapshot()]
+    finally:
+        reader.close()
+    assert len(letters) == len(bad_values)
+    assert {d["source_topic"] for d in letters} == set(topics)
+    assert all(d["error"] and d["offset"] is not None and d["partition"] is not None for d in letters)
+    by_value = {d["value"]: d for d in letters}
+    assert "not valid JSON" in by_value["not json"]["error"]
+    assert any(d["value_encoding"] == "base64" for d in letters)
+    assert any("zone" in d["error"] for d in letters)
+    assert any("occurred_at" in d["error"] for d in letters)
+    assert w.alive() and w.starts == 1
