@@ -817,10 +817,6 @@ class TestUntilAndGrace:
         assert len(out.of("hotline-breach")) == 1
         assert _kpi(out)[0]["answered_within"] == 0
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "CORE vs SPEC 5: grace must only delay when a deadline fires, never change a decision. With grace_seconds "
-        "> 0 a service back up between the threshold and threshold + grace voids the pending outage tier "
-        "(engine._service_status clears out_due), so the 3-day credit owed since start + 24 h is never paid."))
     def test_grace_keeps_the_outage_decision(self):
         c = charter_with(grace_seconds=60)
         lines = [down("L", ts(0)), up("L", ts(24 * H + S))]
@@ -872,11 +868,6 @@ def test_scaled_charter_gives_the_same_decisions():
 # ============================================================== where the core disagrees with the SPEC (reported)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CORE vs SPEC 3 (compensation_id): distinct compensations must have distinct ids. The outage breach key is "
-    "(start instant, tier) only, so a second outage of the same customer starting at the same instant (a 'down' "
-    "for another service that arrives after the first outage ended) pays again under the SAME id; a consumer "
-    "deduplicating on compensation_id drops it."))
 def test_distinct_outage_compensations_have_distinct_ids():
     lines = [down("L", ts(0), "internet", eid="1"), up("L", ts(25 * H), "internet", eid="2"),
              down("L", ts(0), "tv", eid="3"), up("L", ts(26 * H), "tv", eid="4")]
@@ -886,20 +877,12 @@ def test_distinct_outage_compensations_have_distinct_ids():
     assert comps[0]["compensation_id"] != comps[1]["compensation_id"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CORE vs SPEC 1: an event whose event_id was already applied for the same key is a duplicate and changes "
-    "nothing. call-queue events are not de-duplicated by event_id (engine._call keeps no ids), so an 'abandoned' "
-    "reusing the event_id of the call's 'queued' is applied: the call counts as abandoned and is never breached."))
 def test_call_queue_event_id_reuse_is_a_duplicate():
     out = run([queued("C1", ts(0), eid="q1"), abandoned("C1", ts(10 * S), eid="q1")], until_at=T0 + D)
     assert len(out.of("hotline-breach")) == 1
     assert _kpi(out)[0]["abandoned"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CORE vs SPEC 1: only an event with an already applied event_id is a duplicate. Seen ids are joined with "
-    "U+001F, so an event_id containing U+001F makes a different event of another topic look applied: here the "
-    "service-status 'down' with event_id 'y' is dropped because switch-claim event_id 'x\\x1fSy' was seen."))
 def test_event_ids_containing_the_separator_do_not_shadow_others():
     lines = [claim("A", ts(0), 0, None, eid="x\x1fSy"), down("A", ts(S), eid="y")]
     out = run(lines, until_at=T0 + 2 * D)

@@ -281,7 +281,11 @@ class Engine:
             if not sub.down & bit:
                 return
             sub.down &= ~bit
-            if sub.down == 0:  # the last service back closes it; its pending threshold is void
+            if sub.down == 0:  # the last service back closes the outage
+                # A threshold passed while the outage was still open is owed even if it has not fired yet (it
+                # can only be pending here under grace_seconds > 0: grace delays a deadline, never a decision).
+                while sub.out_due is not None and sub.out_due < at:
+                    self._fire_outage(sub.out_due, key, out)
                 sub.out_start = sub.out_start_id = sub.out_due = None
                 sub.out_services = 0
                 sub.out_tier = 0
@@ -297,7 +301,7 @@ class Engine:
             return  # rule 1 covers time before the access works: this outage earns nothing
         tier = sub.out_tier
         services = [s for s in SERVICES if sub.out_services & SERVICE_BIT[s]]
-        breach = f"{start}\x1f{tier}"
+        breach = f"{start}\x1f{sub.out_start_id}\x1f{tier}"  # two outages may start at the same instant
         if (tier == 0 and not sub.first_month_given and sub.billing_at is not None
                 and 0 <= start - sub.billing_at < self._first_month):
             sub.first_month_given = True  # the whole first month instead, and nothing more for this outage
@@ -331,6 +335,7 @@ class Engine:
             if call is not None:  # a call is queued once; a repeat (or a duplicate) changes nothing
                 return
             call = self.calls[key] = Call(ev.queue, at, ev.event_id)
+            call.seen = Seen.token("call-queue", ev.event_id)
             call.breach_due = at + self._answer_within
             self._arm(call.breach_due, K_BREACH, key)
             wkey = (ev.queue, at - at % self._window)
@@ -344,9 +349,11 @@ class Engine:
             self._dirty_call(key)
             return
         if call is None or call.status != Call.QUEUED:
-            # unknown, already answered or already abandoned: changes nothing. This also makes every repeated
-            # call-queue event harmless, so calls keep no event ids.
-            return
+            return  # unknown, already answered or already abandoned: changes nothing
+        token = Seen.token("call-queue", ev.event_id)
+        if token in call.seen:
+            return  # an event_id already applied for this call is a duplicate (SPEC 1)
+        call.seen += token[1:]
         call.settled_at = at
         self._dirty_call(key)
         wkey = (call.queue, call.queued_at - call.queued_at % self._window)

@@ -16,6 +16,7 @@ SERVICES = tuple(SERVICE_BIT)
 TOPIC_CODE = {"line-activation": "L", "box-shipment": "B", "service-status": "S", "switch-claim": "W",
               "call-queue": "Q"}
 SEP = "\x1f"
+ESC = "\x1e"
 
 
 class Seen:
@@ -31,6 +32,8 @@ class Seen:
 
     @staticmethod
     def token(topic: str, event_id: str) -> str:
+        if SEP in event_id or event_id.startswith(ESC):
+            event_id = ESC + event_id.encode("utf-8", "surrogatepass").hex()  # keeps the delimiter unambiguous
         return f"{SEP}{TOPIC_CODE[topic]}{event_id}{SEP}"
 
 
@@ -97,11 +100,12 @@ class Subscriber:
 class Call:
     """One hotline call (rule 5). Kept after it settles so a repeated ``queued`` cannot open it again."""
 
-    __slots__ = ("breach_due", "queue", "queued_at", "queued_id", "settled_at", "status")
+    __slots__ = ("breach_due", "queue", "queued_at", "queued_id", "seen", "settled_at", "status")
 
     QUEUED, ANSWERED, ABANDONED = 0, 1, 2
 
     def __init__(self, queue: str, queued_at: int, queued_id: str) -> None:
+        self.seen = Seen.EMPTY
         self.queue = queue
         self.queued_at = queued_at
         self.queued_id = queued_id
