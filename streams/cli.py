@@ -113,5 +113,43 @@ def tail(topics: tuple[str, ...], from_beginning: bool, idle_exit: float | None)
     asyncio.run(tail_topics(_settings(), list(topics), from_beginning=from_beginning, idle_exit=idle_exit))
 
 
+
+@main.command()
+@click.option("--subscribers", type=int, default=1000, show_default=True)
+@click.option("--rate", type=float, default=None,
+              help="Publish at this many events/s (default: each event when the wall clock reaches it).")
+@click.option("--scale", type=float, default=1 / 86400, show_default=True,
+              help="Simulated-time multiplier: 1/86400 makes a day last a second (alice-2007-seconds).")
+@click.option("--days", type=float, default=30.0, show_default=True, help="Simulated days.")
+@click.option("--seed", type=int, default=0)
+@click.option("--progress/--no-progress", default=None)
+def simulate(subscribers: int, rate: float | None, scale: float, days: float, seed: int,
+             progress: bool | None) -> None:
+    """Publish realistic upstream traffic (orders, deliveries, outages, a network element failure, calls)."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from streams.gen import generate
+    from streams.producer import simulate_traffic
+
+    start = datetime.now(UTC) + timedelta(seconds=1)
+    records = generate(subscribers, seed=seed, start=start, scale=scale, days=days)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    n = asyncio.run(simulate_traffic(_settings(), records, rate=rate, progress=progress))
+    click.echo(f"published {n} events", err=True)
+
+
+@main.command()
+@click.option("--subscribers", type=int, default=2000, show_default=True)
+@click.option("--partitions", type=int, default=4, show_default=True)
+def demo(subscribers: int, partitions: int) -> None:
+    """The main job on one machine: a broker (the local one when CHARTER_BOOTSTRAP_SERVERS is unset), a worker
+    with the seconds-scaled charter, the simulator, and compensations printed as they are emitted."""
+    from streams.demo import run_demo
+
+    run_demo(subscribers=subscribers, partitions=partitions)
+
+
 if __name__ == "__main__":
     main()

@@ -28,18 +28,25 @@ def record_key(topic: str, value: Any, key: Any = None) -> bytes | None:
 
 
 async def publish(producer: AIOKafkaProducer, records: Iterable[dict[str, Any]], realtime: bool = False,
-                  speed: float = 1.0, prefix: str = "", absolute: bool = False) -> int:
+                  speed: float = 1.0, prefix: str = "", absolute: bool = False, rate: float | None = None,
+                  on_sent: Any = None) -> int:
     """Send replay records in file order.
 
     ``realtime``: each record waits until its occurred_at, counted from the first record (or, with ``absolute``,
-    until the wall clock reaches it), so a live worker sees the events as they happen.
+    until the wall clock reaches it), so a live worker sees the events as they happen. ``rate``: instead, publish
+    this many records per second.
     """
     n = 0
     t0 = w0 = None
+    started = time.monotonic()
     pending = []
     for rec in records:
         topic, value = rec["topic"], rec["value"]
-        if realtime and isinstance(value, dict) and "occurred_at" in value:
+        if rate:
+            delay = started + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        elif realtime and isinstance(value, dict) and "occurred_at" in value:
             at = parse_instant(value["occurred_at"]) / 1e6
             if absolute:
                 delay = at - time.time()
@@ -52,6 +59,8 @@ async def publish(producer: AIOKafkaProducer, records: Iterable[dict[str, Any]],
         raw = value if isinstance(value, bytes | bytearray) else orjson.dumps(value)
         pending.append(await producer.send(prefix + topic, raw, key=record_key(topic, value, rec.get("key"))))
         n += 1
+        if on_sent is not None:
+            on_sent()
         if len(pending) >= 1000:
             await asyncio.gather(*pending)
             pending.clear()
@@ -105,3 +114,19 @@ async def tail_topics(settings: Settings, topics: list[str], from_beginning: boo
                 return
     finally:
         await consumer.stop()
+
+
+async def simulate_traffic(settings: Settings, records: Iterable[dict[str, Any]], rate: float | None = None,
+                           progress: bool = False) -> int:
+    """Publish generated records at their own time (absolute occurred_at), or at ``rate`` events/s."""
+    from tqdm import tqdm
+
+    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(settings), acks="all", linger_ms=5)
+    await producer.start()
+    bar = tqdm(unit="ev", file=sys.stderr, desc="simulate", disable=not progress)
+    try:
+        return await publish(producer, records, realtime=rate is None, absolute=True, rate=rate,
+                             prefix=settings.topic_prefix, on_sent=bar.update)
+    finally:
+        bar.close()
+        await producer.stop()

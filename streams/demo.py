@@ -1,0 +1,106 @@
+"""``charter demo``: the whole pipeline on one machine, compensations printed as they are emitted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from streams.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_KAFKA = REPO / "scripts" / "local-kafka"
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _start_local_broker() -> str:
+    if not LOCAL_KAFKA.exists():
+        raise SystemExit("no broker: set CHARTER_BOOTSTRAP_SERVERS, or run from a clone that has scripts/local-kafka")
+    _say("starting the local Apache Kafka broker (the first start fetches its jars from Maven Central)...")
+    subprocess.run([str(LOCAL_KAFKA), "start"], check=True)
+    return f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+
+
+def _wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the worker exited; see {log}")
+        if log.exists() and "[^Worker]: Ready" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the worker did not become ready in {timeout:.0f} s; see {log}")
+
+
+async def _show(bootstrap: str, prefix: str) -> None:
+    consumer = AIOKafkaConsumer(prefix + "compensation", prefix + "sla-alert", bootstrap_servers=bootstrap,
+                                group_id=None, auto_offset_reset="earliest", isolation_level="read_committed")
+    await consumer.start()
+    total = 0
+    try:
+        async for m in consumer:
+            v = orjson.loads(m.value)
+            if m.topic.endswith("sla-alert"):
+                print(f"alert         {v['customer_id']:<10} {v['alert']:<18} crossed {v['crossed_at']}", flush=True)
+                continue
+            total += v["amount_cents"]
+            days = f" {v['credit_days']:>2} days" if v.get("credit_days") else ""
+            print(f"compensation  {v['customer_id']:<10} {v['rule']:<18} {v['amount_cents'] / 100:>7.2f} "
+                  f"{v['currency']}{days:<8} crossed {v['crossed_at']}   total {total / 100:,.2f}", flush=True)
+    finally:
+        await consumer.stop()
+
+
+def run_demo(subscribers: int = 2000, partitions: int = 4) -> None:
+    settings = Settings()
+    started_broker = not settings.bootstrap_servers
+    bootstrap = _start_local_broker() if started_broker else settings.bootstrap_servers
+    prefix = f"demo{int(time.time())}."
+    workdir = Path(".charter-demo")
+    workdir.mkdir(exist_ok=True)
+    env = {**os.environ, "CHARTER_BOOTSTRAP_SERVERS": bootstrap, "CHARTER_TOPIC_PREFIX": prefix,
+           "CHARTER_APP_ID": f"charter-{prefix.rstrip('.')}", "CHARTER_CHARTER": "alice-2007-seconds",
+           "CHARTER_PARTITIONS": str(partitions), "CHARTER_DATA_DIR": str(workdir / "data")}
+    log = workdir / "worker.log"
+    procs: list[subprocess.Popen] = []
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # stop the children and the broker we started, as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        with open(log, "wb") as fh:
+            worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=fh,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(worker)
+        _say(f"worker starting (log: {log}); charter alice-2007-seconds: a day of the charter lasts a second")
+        _wait_ready(log, worker)
+        sim_log = open(workdir / "simulate.log", "wb")  # noqa: SIM115 - owned by the child
+        procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "simulate", "--no-progress",
+                                       "--subscribers", str(subscribers), "--days", "3600"],
+                                      env=env, stdout=sim_log, stderr=subprocess.STDOUT, start_new_session=True))
+        _say(f"simulator publishing {subscribers} subscribers' traffic; compensations follow (Ctrl-C to stop)")
+        asyncio.run(_show(bootstrap, prefix))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        if started_broker:
+            subprocess.run([str(LOCAL_KAFKA), "stop"], check=False)
