@@ -34,10 +34,11 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.types import TP
 from pydantic import ValidationError
 
-from schemas.inputs import KEY_FIELD
 from streams.charter import Charter
 from streams.core import Engine, Output, to_us
 from streams.core.state import Call, Subscriber, Window
@@ -81,8 +82,10 @@ class _Source:
 class LiveTask:
     """A core Task plus what the adapter needs to flush it: pending outputs and messages to ack."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, changelog: TopicPartition, txn: AIOKafkaProducer | None = None) -> None:
         self.task = Task(engine)
+        self.changelog = changelog
+        self.txn = txn  # exactly-once: this partition's transactional producer
         self.out: list[Output] = []
         self.to_ack: list[Any] = []
         self.failed: list[tuple[Any, Exception]] = []
@@ -107,7 +110,8 @@ class Live:
             datadir=str(settings.data_dir),
             topic_partitions=n,
             topic_replication_factor=settings.replication_factor,
-            processing_guarantee=settings.processing_guarantee,
+            # exactly-once is ours (docs/reliability.md): faust's own transactions do not cover our output topics
+            processing_guarantee="at_least_once",
             web_enabled=settings.web_port is not None,
             web_port=settings.web_port or 6066,
             consumer_auto_offset_reset="earliest",
@@ -130,7 +134,11 @@ class Live:
         # bytes in, bytes out: the core encodes its own state compactly (orjson lists)
         self.subscribers = app.Table("subscribers", partitions=n, key_type=bytes, value_type=bytes)
         self.hotline_state = app.Table("hotline", partitions=1, key_type=bytes, value_type=bytes)
+        self.eos = settings.processing_guarantee == "exactly_once"
+        if self.eos:
+            _read_committed_consumer()
         self.tasks: dict[int, LiveTask] = {}
+        self._background: set[asyncio.Future] = set()
         self.hotline_task: LiveTask | None = None
         self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
         self.hotline_wm: dict[int, int] = {}
@@ -174,23 +182,43 @@ class Live:
 
     # ------------------------------------------------------------ partition tasks
 
-    def _main_task(self, p: int) -> LiveTask:
+    async def _state_rows(self, table: Any, changelog: TopicPartition, txn_id: str
+                          ) -> tuple[Iterable[tuple[bytes, bytes]], AIOKafkaProducer | None]:
+        """The stored rows of one state partition, and (exactly-once) its transactional producer.
+
+        Exactly-once: the producer is started first, which fences a previous owner of the partition and aborts
+        its open transaction; only then is the changelog read, with read_committed, to its end. Faust's own
+        recovery may have run before the fence, so its table is not trusted here.
+        """
+        if not self.eos:
+            return table.data.items(), None
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers or "127.0.0.1:9092",
+                                    transactional_id=txn_id, acks="all", linger_ms=5,
+                                    max_request_size=8 * 1024 * 1024)
+        await producer.start()
+        return (await read_changelog(self.settings, changelog)).items(), producer
+
+    async def _main_task(self, p: int) -> LiveTask:
         lt = self.tasks.get(p)
         if lt is None:
             engine = Engine(self.charter, track_dirty=True)
+            changelog = TopicPartition(self.subscribers.changelog_topic.get_topic_name(), p)
+            rows, txn = await self._state_rows(self.subscribers, changelog, f"{self.settings.app_id}-charter-{p}")
             prefix = b"%d" % p + SEP
-            for key, value in self.subscribers.data.items():
+            for key, value in rows:
                 if key.startswith(prefix):
                     engine.subscribers[key[len(prefix):].decode()] = Subscriber.decode(orjson.loads(value))
             engine.rebuild_deadlines()
-            lt = self.tasks[p] = LiveTask(engine)
+            lt = self.tasks[p] = LiveTask(engine, changelog, txn)
             log.info("partition %d: %d subscribers loaded", p, len(engine.subscribers))
         return lt
 
-    def _hotline(self) -> LiveTask:
+    async def _hotline(self) -> LiveTask:
         if self.hotline_task is None:
             engine = Engine(self.charter, track_dirty=True)
-            for key, value in self.hotline_state.data.items():
+            changelog = TopicPartition(self.hotline_state.changelog_topic.get_topic_name(), 0)
+            rows, txn = await self._state_rows(self.hotline_state, changelog, f"{self.settings.app_id}-hotline")
+            for key, value in rows:
                 kind, _, rest = key.partition(SEP)
                 if kind == b"c":
                     engine.calls[rest.decode()] = Call.decode(orjson.loads(value))
@@ -198,7 +226,7 @@ class Live:
                     queue, _, ws = rest.rpartition(SEP)
                     engine.windows[(queue.decode(), int(ws))] = Window.decode(orjson.loads(value))
             engine.rebuild_deadlines()
-            self.hotline_task = LiveTask(engine)
+            self.hotline_task = LiveTask(engine, changelog, txn)
             self.hotline_sources = {s: False for s in range(self.settings.partitions)}
             self.hotline_wm = {}
             log.info("hotline: %d calls, %d windows loaded", len(engine.calls), len(engine.windows))
@@ -208,9 +236,18 @@ class Live:
         for tp in revoked:
             self.sources.pop(tp, None)
             if tp.topic == self.clock_name:
-                self.tasks.pop(tp.partition, None)
+                self._drop(self.tasks.pop(tp.partition, None))
             elif tp.topic == self.hotline_name:
+                self._drop(self.hotline_task)
                 self.hotline_task = None
+
+    def _drop(self, lt: LiveTask | None) -> None:
+        """Forget a task; its unacked input will be processed again by the partition's next owner."""
+        if lt is not None and lt.txn is not None:
+            stopping = asyncio.ensure_future(lt.txn.stop())
+            self._background.add(stopping)
+            stopping.add_done_callback(self._background.discard)
+            lt.txn = None
 
     # ------------------------------------------------------------ agents
 
@@ -234,7 +271,7 @@ class Live:
         async for event in stream.noack().events():
             message = event.message
             p = message.partition
-            lt = self._main_task(p)
+            lt = await self._main_task(p)
             if message.topic == self.clock_name:
                 await stream.ack(event)
                 await self._step_main(p, lt, stream, flush=True)
@@ -261,6 +298,8 @@ class Live:
         lt.absorb(lt.task.step(idle, watermark))
         if flush:
             await self._flush(lt, stream, self.subscribers, self._persist_main(p, lt.task.engine))
+            if lt.txn is None and self.eos:  # fenced: a new owner took the partition over
+                self.tasks.pop(p, None)
 
     def _persist_main(self, p: int, engine: Engine) -> list[tuple[bytes, bytes]]:
         prefix = b"%d" % p + SEP
@@ -275,6 +314,11 @@ class Live:
             log.exception("core failed on %s", token.message.tp, exc_info=exc)
             await self._dead_letter(token.message, f"processing error: {type(exc).__name__}: {exc}")
         lt.failed.clear()
+        if lt.txn is not None:
+            await self._flush_transaction(lt, stream, table, rows)
+            return
+        if self.eos:
+            return  # fenced earlier: never write outside a transaction
         if lt.out:
             futures = []
             for out in lt.out:
@@ -284,6 +328,41 @@ class Live:
             await asyncio.gather(*futures)
         for key, value in rows:
             table[key] = value
+        for token in lt.to_ack:
+            await stream.ack(token)
+        lt.to_ack.clear()
+
+    async def _flush_transaction(self, lt: LiveTask, stream: Any, table: Any, rows: list[tuple[bytes, bytes]]
+                                 ) -> None:
+        """Exactly-once: outputs and state rows in one Kafka transaction; inputs acked after it commits.
+
+        Offsets are committed by faust afterwards, outside the transaction: input read again after a crash is
+        recognised by the committed state (event ids applied, deadlines fired) and produces nothing.
+        """
+        if not lt.out and not rows:
+            for token in lt.to_ack:
+                await stream.ack(token)
+            lt.to_ack.clear()
+            return
+        txn, changelog = lt.txn, lt.changelog
+        try:
+            async with txn.transaction():
+                for out in lt.out:
+                    key, value = encode_output(out)
+                    await txn.send(self.settings.topic(out[0]), value, key=key)
+                for key, value in rows:
+                    await txn.send(changelog.topic, value, key=key, partition=changelog.partition)
+        except (KafkaError, RuntimeError) as e:
+            # Fenced (the partition has a new owner) or the transaction failed: nothing of it is visible to
+            # read_committed readers, and the unacked input will be processed again.
+            log.warning("%s: transaction failed (%s); the partition's task is dropped", changelog, e)
+            self._drop(lt)
+            lt.out = []
+            lt.to_ack.clear()
+            return
+        lt.out = []
+        for key, value in rows:
+            table.data[key] = value  # keep faust's copy current (it is not the source of truth here)
         for token in lt.to_ack:
             await stream.ack(token)
         lt.to_ack.clear()
@@ -304,7 +383,7 @@ class Live:
 
     async def _hotline_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
-            lt = self._hotline()
+            lt = await self._hotline()
             rec = orjson.loads(event.message.value)
             s = rec["s"]
             if "wm" in rec:
@@ -326,6 +405,8 @@ class Live:
             lt.absorb(lt.task.step(idle, watermark))
             if flush:
                 await self._flush(lt, stream, self.hotline_state, self._persist_hotline(lt.task.engine))
+                if lt.txn is None and self.eos:
+                    self.hotline_task = None
 
     def _persist_hotline(self, engine: Engine) -> list[tuple[bytes, bytes]]:
         rows = [(b"c" + SEP + k.encode(), orjson.dumps(engine.calls[k].encode())) for k in engine.dirty_calls]
@@ -356,8 +437,46 @@ class Live:
             await asyncio.gather(*sends)
 
 
-def key_field(topic: str) -> str:
-    return KEY_FIELD[topic]
+async def read_changelog(settings: Settings, tp: TopicPartition) -> dict[bytes, bytes]:
+    """Every committed row of one changelog partition (last value per key), read to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers or "127.0.0.1:9092", group_id=None,
+                                enable_auto_commit=False, isolation_level="read_committed",
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    rows: dict[bytes, bytes] = {}
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]  # the last stable offset under read_committed
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for m in batch.get(tp, ()):
+                rows[m.key] = m.value
+    finally:
+        await consumer.stop()
+    return rows
+
+
+def _read_committed_consumer() -> None:
+    """Exactly-once: faust's consumer reads with read_committed (inputs, and changelogs during recovery).
+
+    Faust only does this in its own exactly_once mode, whose transactions cannot cover our output topics
+    (/shared/FAUST-NOTES.md), so the isolation level is set on the consumer it creates.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    thread_cls = driver.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_charter_read_committed", False):
+        return
+    create = thread_cls._create_worker_consumer
+
+    def create_read_committed(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start() to build its fetcher
+        return consumer
+
+    thread_cls._create_worker_consumer = create_read_committed
+    thread_cls._charter_read_committed = True
 
 
 def run_worker(settings: Settings, charter: Charter) -> None:
