@@ -119,7 +119,9 @@ class Live:
             broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
             broker_rebalance_timeout=max(settings.session_timeout * 2, 10.0),
             broker_commit_interval=1.0,
-            table_standby_replicas=0,
+            # exactly-once has no faust tables (below); a standby count > 0 keeps faust's own assignor, which
+            # co-partitions the agent's topics (without tables it falls back to round robin)
+            table_standby_replicas=1 if settings.processing_guarantee == "exactly_once" else 0,
             producer_acks=-1,
             stream_wait_empty=False,
         )
@@ -131,12 +133,19 @@ class Live:
         self.hotline_topic = app.topic(self.hotline_name, partitions=1, **RAW)
         self.clock_topic = app.topic(self.clock_name, partitions=n, **RAW)
         self.outputs = {name: app.topic(t(name), **RAW) for name in OUTPUT_TOPICS}
-        # bytes in, bytes out: the core encodes its own state compactly (orjson lists)
-        self.subscribers = app.Table("subscribers", partitions=n, key_type=bytes, value_type=bytes)
-        self.hotline_state = app.Table("hotline", partitions=1, key_type=bytes, value_type=bytes)
         self.eos = settings.processing_guarantee == "exactly_once"
+        self.subscribers_changelog = changelog_name(settings, "subscribers")
+        self.hotline_changelog = changelog_name(settings, "hotline")
         if self.eos:
+            # Exactly-once keeps state in the same compacted changelog topics, written in our transactions and
+            # read by us with read_committed. Faust's table recovery cannot read them: it waits for the high
+            # watermark, which a read_committed consumer never reaches past a transaction marker.
+            self.subscribers = self.hotline_state = None
             _read_committed_consumer()
+        else:
+            # bytes in, bytes out: the core encodes its own state compactly (orjson lists)
+            self.subscribers = app.Table("subscribers", partitions=n, key_type=bytes, value_type=bytes)
+            self.hotline_state = app.Table("hotline", partitions=1, key_type=bytes, value_type=bytes)
         self.tasks: dict[int, LiveTask] = {}
         self._background: set[asyncio.Future] = set()
         self.hotline_task: LiveTask | None = None
@@ -202,7 +211,7 @@ class Live:
         lt = self.tasks.get(p)
         if lt is None:
             engine = Engine(self.charter, track_dirty=True)
-            changelog = TopicPartition(self.subscribers.changelog_topic.get_topic_name(), p)
+            changelog = TopicPartition(self.subscribers_changelog, p)
             rows, txn = await self._state_rows(self.subscribers, changelog, f"{self.settings.app_id}-charter-{p}")
             prefix = b"%d" % p + SEP
             for key, value in rows:
@@ -216,7 +225,7 @@ class Live:
     async def _hotline(self) -> LiveTask:
         if self.hotline_task is None:
             engine = Engine(self.charter, track_dirty=True)
-            changelog = TopicPartition(self.hotline_state.changelog_topic.get_topic_name(), 0)
+            changelog = TopicPartition(self.hotline_changelog, 0)
             rows, txn = await self._state_rows(self.hotline_state, changelog, f"{self.settings.app_id}-hotline")
             for key, value in rows:
                 kind, _, rest = key.partition(SEP)
@@ -361,8 +370,6 @@ class Live:
             lt.to_ack.clear()
             return
         lt.out = []
-        for key, value in rows:
-            table.data[key] = value  # keep faust's copy current (it is not the source of truth here)
         for token in lt.to_ack:
             await stream.ack(token)
         lt.to_ack.clear()
@@ -435,6 +442,11 @@ class Live:
                     sends.append(self.hotline_topic.send(key=None, value=wm, partition=0))
         if sends:
             await asyncio.gather(*sends)
+
+
+def changelog_name(settings: Settings, table: str) -> str:
+    """The changelog topic of a state table (faust's naming: ``{app_id}-{table}-changelog``)."""
+    return f"{settings.app_id}-{table}-changelog"
 
 
 async def read_changelog(settings: Settings, tp: TopicPartition) -> dict[bytes, bytes]:

@@ -23,6 +23,12 @@ def topic_plan(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     plan[CLOCK_TOPIC] = (n, {"retention.ms": "600000", "segment.ms": "600000"})
     plan[HOTLINE_TOPIC] = (1, {})
     plan["dead-letter"] = (n, {"max.message.bytes": "4194304"})
+    if settings.processing_guarantee == "exactly_once":  # no faust tables then: the state topics are ours
+        from streams.live import changelog_name
+
+        compact = {"cleanup.policy": "compact"}
+        plan[changelog_name(settings, "subscribers")] = (n, compact)
+        plan[changelog_name(settings, "hotline")] = (1, compact)
     return plan
 
 
@@ -32,7 +38,7 @@ async def ensure_topics_async(settings: Settings) -> None:
     try:
         existing = set(await admin.list_topics())
         plan = topic_plan(settings)
-        plan = {settings.topic(t): v for t, v in plan.items()}
+        plan = {(t if t.endswith("-changelog") else settings.topic(t)): v for t, v in plan.items()}
         missing = [NewTopic(name=t, num_partitions=p, replication_factor=settings.replication_factor,
                             topic_configs=cfg) for t, (p, cfg) in plan.items() if t not in existing]
         if missing:
