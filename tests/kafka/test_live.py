@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 
 from streams.core.timeutil import to_us
 from tests.kafka.harness import (
@@ -90,8 +91,9 @@ def test_restart_mid_scenario_keeps_state_and_deadlines(deployment):
     assert w.starts == 2
 
 
-def test_two_workers_over_eight_partitions(deployment):
-    dep = deployment(partitions=8)
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_two_workers_over_eight_partitions(deployment, guarantee):
+    dep = deployment(partitions=8, CHARTER_PROCESSING_GUARANTEE=guarantee)
     a = dep.worker().start()
     b = dep.worker().start()
     wait_for(lambda: "partition" in b.log_text() and "loaded" in b.log_text(), 60, "the second worker's share")
