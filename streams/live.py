@@ -123,6 +123,11 @@ class Live:
             # co-partitions the agent's topics (without tables it falls back to round robin)
             table_standby_replicas=1 if settings.processing_guarantee == "exactly_once" else 0,
             producer_acks=-1,
+            # a few ms of linger batches the changelog rows and outputs of a flush into few requests
+            producer_linger=0.005,
+            producer_max_batch_size=256 * 1024,
+            # a dead letter carries the raw value (base64 when not UTF-8): room for a large bad message
+            producer_max_request_size=16 * 1024 * 1024,
             stream_wait_empty=False,
         )
         t = settings.topic
@@ -203,7 +208,7 @@ class Live:
             return table.data.items(), None
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers or "127.0.0.1:9092",
                                     transactional_id=txn_id, acks="all", linger_ms=5,
-                                    max_request_size=8 * 1024 * 1024)
+                                    max_request_size=16 * 1024 * 1024)
         await producer.start()
         return (await read_changelog(self.settings, changelog)).items(), producer
 

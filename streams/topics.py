@@ -22,7 +22,7 @@ def topic_plan(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     # ticks are worthless after a minute; keep the clock topic small
     plan[CLOCK_TOPIC] = (n, {"retention.ms": "600000", "segment.ms": "600000"})
     plan[HOTLINE_TOPIC] = (1, {})
-    plan["dead-letter"] = (n, {"max.message.bytes": "4194304"})
+    plan["dead-letter"] = (n, {"max.message.bytes": str(16 * 1024 * 1024)})
     if settings.processing_guarantee == "exactly_once":  # no faust tables then: the state topics are ours
         from streams.live import changelog_name
 
