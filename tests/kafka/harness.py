@@ -20,13 +20,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.charter import load_charter
+from streams.charter import Charter, load_charter
 from streams.live import OUTPUT_TOPICS
 from streams.producer import publish
 from streams.replay import replay
 
 REPO = Path(__file__).resolve().parents[2]
-SECONDS_CHARTER = "alice-2007-seconds"
+SECONDS_CHARTER = str(REPO / "tests" / "charters" / "alice-2007-seconds-test.yaml")
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -184,8 +184,9 @@ def diff(expected: Counter, actual: Counter) -> str:
     return "\n".join(lines)
 
 
-def expected_outputs(lines: list[bytes], charter_name: str, until_us: int) -> Counter:
-    return normalize(replay(lines, load_charter(charter_name), until_us))
+def expected_outputs(lines: list[bytes], charter: Charter | str, until_us: int) -> Counter:
+    """What ``charter replay --until`` gives for these lines (a Charter, a shipped name or a file path)."""
+    return normalize(replay(lines, charter if isinstance(charter, Charter) else load_charter(charter), until_us))
 
 
 def publish_records(dep: Deployment, records: list[dict[str, Any]], realtime: bool = True) -> None:

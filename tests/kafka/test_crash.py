@@ -18,7 +18,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.charter import load_charter
 from streams.core.timeutil import to_us
 from streams.gen import generate
 from streams.replay import replay
@@ -72,7 +71,7 @@ def test_sigkill_five_times_loses_nothing(deployment, guarantee):
     records = list(generate(10_000, events=100_000, seed=2026, start=start, scale=1 / 86400, days=60))
     last = max(datetime.fromisoformat(r["value"]["occurred_at"]) for r in records)
     until = last + timedelta(seconds=HORIZON)
-    charter = load_charter(dep.charter.name)
+    charter = dep.charter
     expected = defaultdict(list)
     for topic, _, value in replay(lines_of(records), charter, to_us(until)):
         if topic == "compensation":

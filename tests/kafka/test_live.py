@@ -41,7 +41,7 @@ def _run_scenario(dep, records, during=None):
         last = max(datetime.fromisoformat(r["value"]["occurred_at"]) for r in valid)
         until = last + timedelta(seconds=HORIZON)
         # the replay of the valid events alone (malformed ones must change nothing)
-        expected = expected_outputs(lines_of(valid), dep.charter.name, to_us(until))
+        expected = expected_outputs(lines_of(valid), dep.charter, to_us(until))
         wait_for(lambda: datetime.now(UTC) > until, HORIZON + 30, "the scenario's horizon")
 
         def matches():
