@@ -178,6 +178,11 @@ class Live:
             src = self.sources[tp] = _Source()
         return src
 
+    def _read_until(self, tp: TP) -> int | None:
+        """The instant up to which everything appended to ``tp`` has reached us (the consumer's last fetch of it,
+        if we are at its high watermark), or None while we are behind."""
+        return self._fetched_at_us(tp) if self._idle(tp) else None
+
     def _idle(self, tp: TP) -> bool:
         """Nothing appended to ``tp`` (as of the consumer's last fetch of it) is still unread by us."""
         hw = self._aiokafka().highwater(tp)
@@ -303,13 +308,8 @@ class Live:
                 await self._step_main(p, lt, stream, flush=True)
 
     async def _step_main(self, p: int, lt: LiveTask, stream: Any, flush: bool) -> None:
-        tps = [TP(t, p) for t in self.customer_names]
-        idle = {tp: self._idle(tp) for tp in tps}
-        watermark = None
-        if all(idle.values()):
-            stamps = [self._fetched_at_us(tp) for tp in tps]
-            watermark = None if None in stamps else min(stamps)
-        lt.absorb(lt.task.step(idle, watermark))
+        read_until = {tp: self._read_until(tp) for tp in (TP(t, p) for t in self.customer_names)}
+        lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
         if flush:
             await self._flush(lt, stream, self.subscribers, self._persist_main(p, lt.task.engine))
             if lt.txn is None and self.eos:  # fenced: a new owner took the partition over
@@ -399,7 +399,7 @@ class Live:
             rec = orjson.loads(event.message.value)
             s = rec["s"]
             if "wm" in rec:
-                self.hotline_sources[s] = True
+                self.hotline_sources[s] = True  # nothing of s after this watermark is in flight
                 self.hotline_wm[s] = rec["wm"] * 1000
                 await stream.ack(event)
                 flush = True
@@ -410,11 +410,9 @@ class Live:
                 if len(lt.task.merger) < self.settings.flush_every:
                     continue  # stepped at the next watermark record (every tick) or when enough have gathered
                 flush = True
-            idle = self.hotline_sources
-            watermark = None
-            if all(idle.values()) and len(self.hotline_wm) == len(idle):
-                watermark = min(self.hotline_wm.values())
-            lt.absorb(lt.task.step(idle, watermark))
+            # a source is read up to its last watermark only while no record of it came after that watermark
+            read_until = {s: (self.hotline_wm.get(s) if idle else None) for s, idle in self.hotline_sources.items()}
+            lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
             if flush:
                 await self._flush(lt, stream, self.hotline_state, self._persist_hotline(lt.task.engine))
                 if lt.txn is None and self.eos:

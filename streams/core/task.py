@@ -4,10 +4,11 @@ This is the part of SPEC section 5 that makes lag harmless, kept pure so it is t
 
 - every source (a topic-partition, or an upstream partition behind a repartition topic) delivers records in
   order into its own buffer;
-- the task applies the buffered record with the smallest ``occurred_at`` next, but only while every source is
-  either buffered or *idle* (nothing unread: it cannot deliver an older record we have not seen yet); a
-  source with unread input and an empty buffer makes the task wait. This is Kafka Streams' task merging
-  (``max.task.idle.ms``) and Quix Streams' ``buffering.py``;
+- the task applies the buffered record with the smallest ``occurred_at`` next, but only while every source
+  with an empty buffer is known to be read up to that instant (everything appended to it before then has
+  reached us, so it cannot still deliver an older record); otherwise the task waits. This is Kafka Streams'
+  task merging (``max.task.idle.ms``) and Quix Streams' ``buffering.py``, with the "idle" test made an instant
+  so that a stale "caught up" (a source that has since fallen behind) cannot let a later record through;
 - each record is applied under the event-time clock of replay (``Engine.advance`` then ``Engine.apply``);
 - once every source is idle and every buffer is empty the task is caught up, and the wall-clock watermark (the
   instant up to which everything appended to the sources has been read) drives the clock instead.
@@ -43,22 +44,26 @@ class Merger:
         buf = self._buffers.get(source)
         return len(buf) if buf else 0
 
-    def pop_ready(self, idle: Mapping[Hashable, bool]) -> list[tuple[int, Any]]:
+    def pop_ready(self, read_until: Mapping[Hashable, int | None], now: int | None = None,
+                  slack: int = 1_000_000) -> list[tuple[int, Any]]:
         """Pop, in merged order, every record that may be applied now.
 
-        ``idle[source]`` is True when the source has nothing unread. Sources named in ``idle`` but without a
-        buffer count too: an empty, non-idle source blocks.
+        ``read_until[source]``: the instant up to which everything appended to the source has reached its
+        buffer, or None while it is behind. A record at t may go when every source with an empty buffer is read
+        up to t; for a record stamped in the future (t > ``now``) it is enough that they are read up to
+        ``now - slack``, so a wrong upstream clock cannot stall a partition.
         """
         out: list[tuple[int, Any]] = []
         buffers = self._buffers
-        blockers = [s for s, is_idle in idle.items() if not is_idle]
         # heads: (at, order, source); order keeps ties stable in the order sources were first seen
         order = {s: i for i, s in enumerate(buffers)}
         heads = [(buf[0][0], order[s], s) for s, buf in buffers.items() if buf]
         heapq.heapify(heads)
         while heads:
-            if any(not buffers.get(s) for s in blockers):
-                break  # a source with unread input may still hold an older record
+            at = heads[0][0]
+            bound = at if now is None else min(at, now - slack)
+            if any(r is None or r < bound for s, r in read_until.items() if not buffers.get(s)):
+                break  # an empty source may still deliver an older record
             _, o, s = heapq.heappop(heads)
             buf = buffers[s]
             out.append(buf.popleft())
@@ -82,22 +87,24 @@ class Task:
     def push(self, source: Hashable, at: int, topic: str, event: Any, token: Any = None) -> None:
         self.merger.push(source, at, (topic, event, token))
 
-    def step(self, idle: Mapping[Hashable, bool], watermark: int | None) -> Step:
+    def step(self, read_until: Mapping[Hashable, int | None], now: int | None = None) -> Step:
         """Apply what may be applied; fire wall-clock deadlines when caught up.
 
-        ``watermark`` is the wall-clock instant up to which every source has been read, or None if unknown.
+        ``read_until`` as in ``Merger.pop_ready``. Once every buffer is empty and every source is read up to
+        some instant, the smallest of them is the wall-clock watermark: the clock moves up to it.
         """
         engine = self.engine
         step = Step()
-        for at, (topic, event, token) in self.merger.pop_ready(idle):
+        for at, (topic, event, token) in self.merger.pop_ready(read_until, now):
             step.out += engine.advance(at)
             try:
                 step.out += engine.apply(topic, event)
             except Exception as exc:  # a bug on one event must not stop the partition: dead-letter it
                 step.failed.append((token, exc))
             step.applied.append(token)
-        if watermark is not None and all(idle.values()) and not len(self.merger):
-            step.out += engine.advance(watermark)
+        marks = list(read_until.values())
+        if marks and None not in marks and not len(self.merger):
+            step.out += engine.advance(min(marks))
         return step
 
 
