@@ -3,15 +3,19 @@ naming the field; unknown extra fields are ignored."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
 
 def _text_timestamp(v: object) -> object:
-    # Lax datetime parsing would take 1178000000 as a Unix time; the spec says RFC 3339 text with an offset.
-    if not isinstance(v, str):
+    # Lax datetime parsing would take 1178000000 (or "1178000000") as a Unix time; the spec says RFC 3339 text
+    # with an offset.
+    if not isinstance(v, str) or not _RFC3339_START.match(v):
         raise ValueError("occurred_at must be an RFC 3339 string with an offset")
     return v
 
@@ -89,11 +93,13 @@ INPUT_TOPICS: dict[str, object] = {
 }
 KEY_FIELD = {t: ("call_id" if t == "call-queue" else "customer_id") for t in INPUT_TOPICS}
 _ADAPTERS = {t: TypeAdapter(tp) for t, tp in INPUT_TOPICS.items()}
+# pydantic-core's validators directly: the TypeAdapter wrapper costs ~4 % of a replay
+_VALIDATE = {t: a.validator.validate_python for t, a in _ADAPTERS.items()}
 
 
 def parse_input(topic: str, value: object) -> InputEvent:
     """Validate one decoded message value of ``topic``; raises ``pydantic.ValidationError`` or ``KeyError``."""
-    return _ADAPTERS[topic].validate_python(value)
+    return _VALIDATE[topic](value)
 
 
 def json_schema(topic: str) -> dict:

@@ -120,10 +120,12 @@ def tail(topics: tuple[str, ...], from_beginning: bool, idle_exit: float | None)
               help="Publish at this many events/s (default: each event when the wall clock reaches it).")
 @click.option("--scale", type=float, default=1 / 86400, show_default=True,
               help="Simulated-time multiplier: 1/86400 makes a day last a second (alice-2007-seconds).")
+@click.option("--hotline-scale", type=float, default=1 / 60, show_default=True,
+              help="Multiplier of hotline waits: 1/60 makes 180 s last 3 s (alice-2007-seconds).")
 @click.option("--days", type=float, default=30.0, show_default=True, help="Simulated days.")
 @click.option("--seed", type=int, default=0)
 @click.option("--progress/--no-progress", default=None)
-def simulate(subscribers: int, rate: float | None, scale: float, days: float, seed: int,
+def simulate(subscribers: int, rate: float | None, scale: float, hotline_scale: float, days: float, seed: int,
              progress: bool | None) -> None:
     """Publish realistic upstream traffic (orders, deliveries, outages, a network element failure, calls)."""
     import asyncio
@@ -133,7 +135,7 @@ def simulate(subscribers: int, rate: float | None, scale: float, days: float, se
     from streams.producer import simulate_traffic
 
     start = datetime.now(UTC) + timedelta(seconds=1)
-    records = generate(subscribers, seed=seed, start=start, scale=scale, days=days)
+    records = generate(subscribers, seed=seed, start=start, scale=scale, days=days, hotline_scale=hotline_scale)
     if progress is None:
         progress = sys.stderr.isatty()
     n = asyncio.run(simulate_traffic(_settings(), records, rate=rate, progress=progress))

@@ -20,6 +20,8 @@ order: the same arguments always give the same stream. What it simulates, over `
 
 ``scale`` multiplies every simulated duration and instant offset from ``start``: ``scale=1/86400`` turns the
 30 days into 30 seconds, for live tests against a charter whose durations are scaled the same way.
+``hotline_scale`` (default: ``scale``) scales hotline waits on their own, for charters that scale the hotline
+differently: the shipped ``alice-2007-seconds`` turns 180 s into 3 s (``hotline_scale=1/60``).
 
 With ``events`` the stream stops after exactly that many records (the traffic rates are sized so that it ends
 near ``days``); with ``events=None`` it stops at the end of ``days``, sized for about 10 events per subscriber.
@@ -105,13 +107,13 @@ class _Generator:
 
     def __init__(self, subscribers: int, events: int | None, seed: int, start: datetime, scale: float,
                  hotline_calls_per_hour: float | None, mass_outage: bool, days: float, disorder: float,
-                 duplicates: float) -> None:
+                 duplicates: float, hotline_scale: float | None = None) -> None:
         if subscribers < 1:
             raise ValueError("subscribers must be >= 1")
         if events is not None and events < 0:
             raise ValueError("events must be >= 0")
-        if scale <= 0 or days <= 0:
-            raise ValueError("scale and days must be > 0")
+        if scale <= 0 or days <= 0 or (hotline_scale is not None and hotline_scale <= 0):
+            raise ValueError("scale, hotline_scale and days must be > 0")
         if start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
         self.rng = random.Random(seed)
@@ -120,6 +122,7 @@ class _Generator:
         self.k = scale * _US  # simulated seconds -> output microseconds
         self.start_us = (start - _EPOCH) // timedelta(microseconds=1)
         self.horizon = days * DAY
+        self.wait_factor = 1.0 if hotline_scale is None else hotline_scale / scale  # hotline waits, simulated
         self.disorder = disorder
         self.duplicates = duplicates
         self.cids = [f"C{i:07d}" for i in range(subscribers)]
@@ -385,7 +388,8 @@ class _Generator:
             wait, kind = math.exp(rng.gauss(math.log(90), 0.9)), "abandoned"
         else:
             return  # never settled (lost by the switch)
-        self.push(t + max(wait, 1.0), CQ, {"event_id": self._id(CQ), "occurred_at": None, **base, "type": kind})
+        self.push(t + max(wait, 1.0) * self.wait_factor, CQ,
+                  {"event_id": self._id(CQ), "occurred_at": None, **base, "type": kind})
 
     # ------------------------------------------------------------------ the run
 
@@ -414,7 +418,8 @@ class _Generator:
 
 def generate(subscribers: int, events: int | None = None, seed: int = 0, start: datetime = DEFAULT_START,
              scale: float = 1.0, hotline_calls_per_hour: float | None = None, mass_outage: bool = True, *,
-             days: float = 30.0, disorder: float = 0.002, duplicates: float = 0.002) -> Iterator[dict[str, Any]]:
+             days: float = 30.0, disorder: float = 0.002, duplicates: float = 0.002,
+             hotline_scale: float | None = None) -> Iterator[dict[str, Any]]:
     """Yield replay records ``{"topic": ..., "value": {...}}`` of simulated upstream traffic, deterministically.
 
     ``subscribers``: distinct customers (a share are new and go through activation, the rest are legacy).
@@ -423,9 +428,10 @@ def generate(subscribers: int, events: int | None = None, seed: int = 0, start: 
     ``hotline_calls_per_hour``: simulated-hour call rate (None: about a third of the events are calls).
     ``mass_outage``: include a network element failure taking a block of customers down in the same minute.
     ``disorder`` / ``duplicates``: share of events arriving late / twice (0 turns them off).
+    ``hotline_scale``: multiplies hotline waits instead of ``scale`` (``alice-2007-seconds``: 1/60).
     """
     return _Generator(subscribers, events, seed, start, scale, hotline_calls_per_hour, mass_outage, days,
-                      disorder, duplicates).run()
+                      disorder, duplicates, hotline_scale).run()
 
 
 def write_jsonl(path: str | Path | BinaryIO, records: Iterable[dict[str, Any]]) -> int:
@@ -462,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="duration multiplier, e.g. 1.1574074074074073e-05")
     p.add_argument("--start", type=_parse_start, default=DEFAULT_START, help="RFC 3339 (default 2007-05-01Z)")
     p.add_argument("--days", type=float, default=30.0, help="simulated horizon (default 30)")
+    p.add_argument("--hotline-scale", type=float, default=None, help="scale of hotline waits (default: --scale)")
     p.add_argument("--calls-per-hour", type=float, default=None, dest="calls")
     p.add_argument("--no-mass-outage", action="store_true")
     p.add_argument("--disorder", type=float, default=0.002, help="share of late arrivals (0: none)")
@@ -469,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", default="-", help="file (default: standard output)")
     a = p.parse_args(argv)
     records = generate(a.subscribers, a.events, a.seed, a.start, a.scale, a.calls, not a.no_mass_outage,
-                       days=a.days, disorder=a.disorder, duplicates=a.duplicates)
+                       days=a.days, disorder=a.disorder, duplicates=a.duplicates, hotline_scale=a.hotline_scale)
     n = write_jsonl(sys.stdout.buffer if a.output == "-" else a.output, records)
     if a.output == "-":
         sys.stdout.buffer.flush()

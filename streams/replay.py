@@ -95,9 +95,10 @@ def replay(lines: Iterable[bytes | str], charter: Charter, until: int | None = N
             yield parsed  # dead letter
             continue
         topic, event = parsed
-        for o in engine.advance(to_us(event.occurred_at)):
+        at = to_us(event.occurred_at)
+        for o in engine.advance(at):
             yield stamp(o)
-        for o in engine.apply(topic, event):
+        for o in engine.apply(topic, event, at):
             yield stamp(o)
     for o in engine.finish(until):
         yield stamp(o)

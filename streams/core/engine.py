@@ -12,6 +12,7 @@ D + grace < clock, in deadline order; ``finish(until)`` fires every D with D + g
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import uuid
 from collections.abc import Iterable
@@ -40,9 +41,19 @@ Output = tuple[str, str, dict[str, Any]]  # (topic, key, value)
 _ID_NAMESPACE = uuid.UUID("6f1c1f0e-2f54-4d0a-9a43-5c0a7d0c2007")
 
 
+_ID_PREFIX = _ID_NAMESPACE.bytes
+
+
 def compensation_id(charter: str, rule: str, customer_id: str, breach: str) -> str:
-    """A pure function of (charter, rule, customer, the breach it pays for): SPEC section 3."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{charter}\x1f{rule}\x1f{customer_id}\x1f{breach}"))
+    """A pure function of (charter, rule, customer, the breach it pays for): SPEC section 3.
+
+    The text of ``uuid.uuid5(_ID_NAMESPACE, name)``, built without UUID objects (4x faster, same text)."""
+    name = f"{charter}\x1f{rule}\x1f{customer_id}\x1f{breach}".encode()
+    d = bytearray(hashlib.sha1(_ID_PREFIX + name).digest()[:16])
+    d[6] = (d[6] & 0x0F) | 0x50  # version 5
+    d[8] = (d[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = d.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def round_half_up_div(num: int, den: int) -> int:
@@ -90,6 +101,9 @@ class Engine:
         """Move the clock up to ``now`` and fire every deadline D with D + grace < clock."""
         if self.clock is None or now > self.clock:
             self.clock = now
+        heap = self._heap
+        if not heap or heap[0][0] >= self.clock - self._grace:
+            return []  # nothing due: the common case
         return self._fire(self.clock - self._grace, inclusive=False)
 
     def finish(self, until: int | None = None) -> list[Output]:
@@ -140,9 +154,12 @@ class Engine:
 
     # ------------------------------------------------------------------ events
 
-    def apply(self, topic: str, event: Any) -> list[Output]:
-        """Apply one validated event of ``topic``; duplicates (same topic, key, event_id) change nothing."""
-        at = to_us(event.occurred_at)
+    def apply(self, topic: str, event: Any, at: int | None = None) -> list[Output]:
+        """Apply one validated event of ``topic``; duplicates (same topic, key, event_id) change nothing.
+
+        ``at`` is ``to_us(event.occurred_at)`` when the caller already has it (it is a real part of the cost)."""
+        if at is None:
+            at = to_us(event.occurred_at)
         out: list[Output] = []
         if topic == "call-queue":
             self._call(event, at, out)
@@ -164,8 +181,9 @@ class Engine:
         """Replay-style application of (topic, event) pairs: advance to each event's time, then apply it."""
         out: list[Output] = []
         for topic, event in items:
-            out += self.advance(to_us(event.occurred_at))
-            out += self.apply(topic, event)
+            at = to_us(event.occurred_at)
+            out += self.advance(at)
+            out += self.apply(topic, event, at)
         return out
 
     # rule 1 and 3 -----------------------------------------------------------

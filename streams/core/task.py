@@ -98,7 +98,7 @@ class Task:
         for at, (topic, event, token) in self.merger.pop_ready(read_until, now):
             step.out += engine.advance(at)
             try:
-                step.out += engine.apply(topic, event)
+                step.out += engine.apply(topic, event, at)
             except Exception as exc:  # a bug on one event must not stop the partition: dead-letter it
                 step.failed.append((token, exc))
             step.applied.append(token)
