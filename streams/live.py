@@ -289,6 +289,8 @@ class Live:
     async def _main_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
             message = event.message
+            if message.tp not in self.app.consumer.assignment():
+                continue  # delivered after its partition was revoked: the new owner processes it, not us
             p = message.partition
             lt = await self._main_task(p)
             if message.topic == self.clock_name:
@@ -395,6 +397,8 @@ class Live:
 
     async def _hotline_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
+            if event.message.tp not in self.app.consumer.assignment():
+                continue  # delivered after its partition was revoked
             lt = await self._hotline()
             rec = orjson.loads(event.message.value)
             s = rec["s"]

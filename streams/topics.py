@@ -23,12 +23,13 @@ def topic_plan(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     plan[CLOCK_TOPIC] = (n, {"retention.ms": "600000", "segment.ms": "600000"})
     plan[HOTLINE_TOPIC] = (1, {})
     plan["dead-letter"] = (n, {"max.message.bytes": str(16 * 1024 * 1024)})
-    if settings.processing_guarantee == "exactly_once":  # no faust tables then: the state topics are ours
-        from streams.live import changelog_name
+    # State changelogs are created here too, before the worker joins its group: left to faust, a first start
+    # could assign partitions before the new changelog topic is visible ("changelog has 0 partitions").
+    from streams.live import changelog_name
 
-        compact = {"cleanup.policy": "compact"}
-        plan[changelog_name(settings, "subscribers")] = (n, compact)
-        plan[changelog_name(settings, "hotline")] = (1, compact)
+    compact = {"cleanup.policy": "compact"}
+    plan[changelog_name(settings, "subscribers")] = (n, compact)
+    plan[changelog_name(settings, "hotline")] = (1, compact)
     return plan
 
 
