@@ -37,7 +37,23 @@ class Seen:
         return f"{SEP}{TOPIC_CODE[topic]}{event_id}{SEP}"
 
 
-class Subscriber:
+class _Record:
+    """Slots-only state whose encoding is the list of its slot values, in slot order."""
+
+    __slots__ = ()
+
+    def encode(self) -> list[Any]:
+        return [getattr(self, s) for s in self.__slots__]
+
+    @classmethod
+    def decode(cls, data: list[Any]) -> Any:
+        obj = cls.__new__(cls)
+        for name, value in zip(cls.__slots__, data, strict=True):
+            setattr(obj, name, value)
+        return obj
+
+
+class Subscriber(_Record):
     """Everything the Alice rules need to know about one customer."""
 
     __slots__ = (
@@ -73,16 +89,6 @@ class Subscriber:
         self.out_tier = 0
         self.out_due = None
 
-    def encode(self) -> list[Any]:
-        return [getattr(self, s) for s in Subscriber.__slots__]
-
-    @classmethod
-    def decode(cls, data: list[Any]) -> Subscriber:
-        obj = cls.__new__(cls)
-        for name, value in zip(Subscriber.__slots__, data, strict=True):
-            setattr(obj, name, value)
-        return obj
-
     def deadlines(self) -> list[tuple[int, int]]:
         """(due, kind) of every armed deadline, to rebuild a heap from stored state."""
         from streams.core.engine import K_ALERT, K_LATE, K_OUTAGE
@@ -97,7 +103,7 @@ class Subscriber:
         return out
 
 
-class Call:
+class Call(_Record):
     """One hotline call (rule 5). Kept after it settles so a repeated ``queued`` cannot open it again."""
 
     __slots__ = ("breach_due", "queue", "queued_at", "queued_id", "seen", "settled_at", "status")
@@ -113,18 +119,9 @@ class Call:
         self.settled_at = None
         self.breach_due = None
 
-    def encode(self) -> list[Any]:
-        return [getattr(self, s) for s in Call.__slots__]
-
-    @classmethod
-    def decode(cls, data: list[Any]) -> Call:
-        obj = cls.__new__(cls)
-        for name, value in zip(Call.__slots__, data, strict=True):
-            setattr(obj, name, value)
-        return obj
 
 
-class Window:
+class Window(_Record):
     """Counts of one queue's 15-minute window of queued times (rule 5), until it closes."""
 
     __slots__ = ("abandoned", "answered", "close_due", "closed", "offered", "wait_us", "within")
@@ -134,12 +131,3 @@ class Window:
         self.close_due = close_due
         self.closed = False
 
-    def encode(self) -> list[Any]:
-        return [getattr(self, s) for s in Window.__slots__]
-
-    @classmethod
-    def decode(cls, data: list[Any]) -> Window:
-        obj = cls.__new__(cls)
-        for name, value in zip(Window.__slots__, data, strict=True):
-            setattr(obj, name, value)
-        return obj
