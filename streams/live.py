@@ -89,6 +89,7 @@ class LiveTask:
         self.out: list[Output] = []
         self.to_ack: list[Any] = []
         self.failed: list[tuple[Any, Exception]] = []
+        self.pushed = 0  # events pushed since the last step
 
     def absorb(self, step: Step) -> None:
         self.out += step.out
@@ -305,11 +306,15 @@ class Live:
                 continue
             lt.task.push(tp, to_us(ev.occurred_at), self.settings.unprefixed(message.topic), ev, event)
             # Events wait in the task's buffers until the next tick (every tick_interval) or until enough have
-            # gathered: stepping and flushing once per batch, not per event, is where the throughput comes from.
-            if len(lt.task.merger) >= self.settings.flush_every:
+            # arrived since the last step: stepping and flushing once per batch, not per event, is where the
+            # throughput comes from. (Counting what is buffered instead would step on every event while a
+            # blocked merge holds many.)
+            lt.pushed += 1
+            if lt.pushed >= self.settings.flush_every:
                 await self._step_main(p, lt, stream, flush=True)
 
     async def _step_main(self, p: int, lt: LiveTask, stream: Any, flush: bool) -> None:
+        lt.pushed = 0
         read_until = {tp: self._read_until(tp) for tp in (TP(t, p) for t in self.customer_names)}
         lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
         if flush:
@@ -411,9 +416,11 @@ class Live:
                 self.hotline_sources[s] = False
                 ev = decode_event(CALL_TOPIC, rec["v"])
                 lt.task.push(s, to_us(ev.occurred_at), CALL_TOPIC, ev, event)
-                if len(lt.task.merger) < self.settings.flush_every:
-                    continue  # stepped at the next watermark record (every tick) or when enough have gathered
+                lt.pushed += 1
+                if lt.pushed < self.settings.flush_every:
+                    continue  # stepped at the next watermark record (every tick) or when enough have arrived
                 flush = True
+            lt.pushed = 0
             # a source is read up to its last watermark only while no record of it came after that watermark
             read_until = {s: (self.hotline_wm.get(s) if idle else None) for s, idle in self.hotline_sources.items()}
             lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
