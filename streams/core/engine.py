@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 from schemas.inputs import (
@@ -113,10 +112,6 @@ class Engine:
             return []
         return self._fire(limit - self._grace, inclusive=True)
 
-    def next_due(self) -> int | None:
-        """The earliest armed deadline plus grace (possibly stale), for an adapter deciding when to tick."""
-        return self._heap[0][0] + self._grace if self._heap else None
-
     def rebuild_deadlines(self) -> None:
         """Rebuild the heap from the states (after loading them from a changelog)."""
         heap: list[tuple[int, int, Any]] = []
@@ -175,15 +170,6 @@ class Engine:
         if self.track_dirty:
             self.dirty_subscribers.add(key)
         self._handlers[type(event)](key, sub, event, at, out)
-        return out
-
-    def apply_all(self, items: Iterable[tuple[str, Any]]) -> list[Output]:
-        """Replay-style application of (topic, event) pairs: advance to each event's time, then apply it."""
-        out: list[Output] = []
-        for topic, event in items:
-            at = to_us(event.occurred_at)
-            out += self.advance(at)
-            out += self.apply(topic, event, at)
         return out
 
     # rule 1 and 3 -----------------------------------------------------------

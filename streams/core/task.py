@@ -40,10 +40,6 @@ class Merger:
     def __len__(self) -> int:
         return sum(len(b) for b in self._buffers.values())
 
-    def buffered(self, source: Hashable) -> int:
-        buf = self._buffers.get(source)
-        return len(buf) if buf else 0
-
     def pop_ready(self, read_until: Mapping[Hashable, int | None], now: int | None = None,
                   slack: int = 1_000_000) -> list[tuple[int, Any]]:
         """Pop, in merged order, every record that may be applied now.
@@ -71,10 +67,6 @@ class Merger:
                 heapq.heappush(heads, (buf[0][0], o, s))
         return out
 
-    def drop(self, source: Hashable) -> list[tuple[int, Any]]:
-        """Forget a source (its partition was revoked); returns what was buffered."""
-        buf = self._buffers.pop(source, None)
-        return list(buf) if buf else []
 
 
 class Task:
