@@ -4,14 +4,20 @@ Topology (one consumer group of identical workers):
 
 - ``charter_main`` consumes the four customer-keyed input topics and ``charter-clock``, all co-partitioned. Each
   partition number p has one ``Task`` (engine + merger, streams/core/task.py) whose state lives in the
-  changelogged table ``subscribers``. Every worker sends a tick to each ``charter-clock`` partition it owns
+  compacted changelog topic ``{app_id}-subscribers-changelog`` (partition p), read back by the
+  worker that takes the partition. Every worker sends a tick to each ``charter-clock`` partition it owns
   every ``tick_interval``; a tick makes the task of that partition step inside stream iteration, so deadlines
-  fire on the worker owning the subscriber, from table state, with no table scan.
+  fire on the worker owning the subscriber, from its state, with no scan of all subscribers.
 - ``call-queue`` is keyed by call_id but the KPI is per queue and must not depend on partitioning, so
   ``forward_calls`` validates each call event and repartitions it to ``charter-hotline`` (one partition),
   tagged with its source partition. The same timer sends, for every source partition it has fully
   forwarded, a watermark record into ``charter-hotline``; ``hotline`` merges the sources by event time and uses
-  the smallest watermark as its wall clock. Hotline state lives in the table ``hotline``.
+  the smallest watermark as its wall clock. Hotline state lives in ``{app_id}-hotline-changelog``.
+
+State: no faust table. Each task's state is loaded, when its partition is taken, by our own bulk changelog reader
+straight into the core's objects (``read_changelog``), and the rows a flush changed are written back with one
+burst of producer sends. Faust tables would hold every subscriber a second time (its store row beside the core's
+object) and restore one record at a time (docs/performance.md measured 5x slower recovery).
 
 Ordering and lag (SPEC section 5): a source is *idle* when everything appended to it has reached the task
 (its next offset has reached the high watermark of the last fetch); while any source is not idle the task
@@ -19,8 +25,8 @@ merges by ``occurred_at`` under event time, and only a fully idle task moves to 
 time of the last fetch of its sources (everything appended before it has been read).
 
 Delivery (at least once, no loss): per partition, outputs are sent and their delivery awaited first, then the
-changed states are written to the table, then the applied input messages are acked; faust flushes the
-producer before committing offsets. A crash can repeat outputs (same deterministic ids) but never lose one.
+changed states are written to the changelog and awaited, then the applied input messages are acked. A crash can
+repeat outputs (same deterministic ids) but never lose one. Exactly-once: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -107,7 +113,6 @@ class Live:
         self.app = app = faust.App(
             settings.app_id,
             broker=settings.broker_url,
-            store=settings.store,
             datadir=str(settings.data_dir),
             topic_partitions=n,
             topic_replication_factor=settings.replication_factor,
@@ -120,9 +125,9 @@ class Live:
             broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
             broker_rebalance_timeout=max(settings.session_timeout * 2, 10.0),
             broker_commit_interval=1.0,
-            # exactly-once has no faust tables (below); a standby count > 0 keeps faust's own assignor, which
-            # co-partitions the agent's topics (without tables it falls back to round robin)
-            table_standby_replicas=1 if settings.processing_guarantee == "exactly_once" else 0,
+            # there are no faust tables (state is ours, below); a standby count > 0 keeps faust's own assignor,
+            # which co-partitions the agent's topics (without tables it falls back to round robin)
+            table_standby_replicas=1,
             producer_acks=-1,
             # a few ms of linger batches the changelog rows and outputs of a flush into few requests
             producer_linger=0.005,
@@ -143,15 +148,10 @@ class Live:
         self.subscribers_changelog = changelog_name(settings, "subscribers")
         self.hotline_changelog = changelog_name(settings, "hotline")
         if self.eos:
-            # Exactly-once keeps state in the same compacted changelog topics, written in our transactions and
-            # read by us with read_committed. Faust's table recovery cannot read them: it waits for the high
-            # watermark, which a read_committed consumer never reaches past a transaction marker.
-            self.subscribers = self.hotline_state = None
+            # The same changelog topics, written in our transactions and read with read_committed. (Faust's own
+            # table recovery could not read them: it waits for the high watermark, which a read_committed
+            # consumer never reaches past a transaction marker.)
             _read_committed_consumer()
-        else:
-            # bytes in, bytes out: the core encodes its own state compactly (orjson lists)
-            self.subscribers = app.Table("subscribers", partitions=n, key_type=bytes, value_type=bytes)
-            self.hotline_state = app.Table("hotline", partitions=1, key_type=bytes, value_type=bytes)
         self.tasks: dict[int, LiveTask] = {}
         self._background: set[asyncio.Future] = set()
         self.hotline_task: LiveTask | None = None
@@ -202,16 +202,15 @@ class Live:
 
     # ------------------------------------------------------------ partition tasks
 
-    async def _state_rows(self, table: Any, changelog: TopicPartition, txn_id: str
+    async def _state_rows(self, changelog: TopicPartition, txn_id: str
                           ) -> tuple[Iterable[tuple[bytes, bytes]], AIOKafkaProducer | None]:
         """The stored rows of one state partition, and (exactly-once) its transactional producer.
 
         Exactly-once: the producer is started first, which fences a previous owner of the partition and aborts
-        its open transaction; only then is the changelog read, with read_committed, to its end. Faust's own
-        recovery may have run before the fence, so its table is not trusted here.
+        its open transaction; only then is the changelog read, with read_committed, to its end.
         """
         if not self.eos:
-            return table.data.items(), None
+            return (await read_changelog(self.settings, changelog)).items(), None
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers or "127.0.0.1:9092",
                                     transactional_id=txn_id, acks="all", linger_ms=5,
                                     max_request_size=16 * 1024 * 1024)
@@ -223,7 +222,7 @@ class Live:
         if lt is None:
             engine = Engine(self.charter, track_dirty=True)
             changelog = TopicPartition(self.subscribers_changelog, p)
-            rows, txn = await self._state_rows(self.subscribers, changelog, f"{self.settings.app_id}-charter-{p}")
+            rows, txn = await self._state_rows(changelog, f"{self.settings.app_id}-charter-{p}")
             prefix = b"%d" % p + SEP
             for key, value in rows:
                 if key.startswith(prefix):
@@ -237,7 +236,7 @@ class Live:
         if self.hotline_task is None:
             engine = Engine(self.charter, track_dirty=True)
             changelog = TopicPartition(self.hotline_changelog, 0)
-            rows, txn = await self._state_rows(self.hotline_state, changelog, f"{self.settings.app_id}-hotline")
+            rows, txn = await self._state_rows(changelog, f"{self.settings.app_id}-hotline")
             for key, value in rows:
                 kind, _, rest = key.partition(SEP)
                 if kind == b"c":
@@ -318,7 +317,7 @@ class Live:
         read_until = {tp: self._read_until(tp) for tp in (TP(t, p) for t in self.customer_names)}
         lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
         if flush:
-            await self._flush(lt, stream, self.subscribers, self._persist_main(p, lt.task.engine))
+            await self._flush(lt, stream, self._persist_main(p, lt.task.engine))
             if lt.txn is None and self.eos:  # fenced: a new owner took the partition over
                 self.tasks.pop(p, None)
 
@@ -329,32 +328,34 @@ class Live:
         engine.dirty_subscribers.clear()
         return rows
 
-    async def _flush(self, lt: LiveTask, stream: Any, table: Any, rows: list[tuple[bytes, bytes]]) -> None:
+    async def _flush(self, lt: LiveTask, stream: Any, rows: list[tuple[bytes, bytes]]) -> None:
         """Outputs delivered, then state written, then inputs acked: a crash repeats, never loses."""
         for token, exc in lt.failed:
             log.exception("core failed on %s", token.message.tp, exc_info=exc)
             await self._dead_letter(token.message, f"processing error: {type(exc).__name__}: {exc}")
         lt.failed.clear()
         if lt.txn is not None:
-            await self._flush_transaction(lt, stream, table, rows)
+            await self._flush_transaction(lt, stream, rows)
             return
         if self.eos:
             return  # fenced earlier: never write outside a transaction
+        send = self.app.producer.send
         if lt.out:
             futures = []
             for out in lt.out:
                 key, value = encode_output(out)
-                futures.append(await self.outputs[out[0]].send(key=key, value=value))
+                futures.append(await send(self.settings.topic(out[0]), key, value, None, None, None))
             lt.out = []
             await asyncio.gather(*futures)
-        for key, value in rows:
-            table[key] = value
+        if rows:
+            # after the outputs: a state saying "fired" must never be stored before its output is
+            topic, partition = lt.changelog.topic, lt.changelog.partition
+            await asyncio.gather(*[await send(topic, key, value, partition, None, None) for key, value in rows])
         for token in lt.to_ack:
             await stream.ack(token)
         lt.to_ack.clear()
 
-    async def _flush_transaction(self, lt: LiveTask, stream: Any, table: Any, rows: list[tuple[bytes, bytes]]
-                                 ) -> None:
+    async def _flush_transaction(self, lt: LiveTask, stream: Any, rows: list[tuple[bytes, bytes]]) -> None:
         """Exactly-once: outputs and state rows in one Kafka transaction; inputs acked after it commits.
 
         Offsets are committed by faust afterwards, outside the transaction: input read again after a crash is
@@ -425,7 +426,7 @@ class Live:
             read_until = {s: (self.hotline_wm.get(s) if idle else None) for s, idle in self.hotline_sources.items()}
             lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
             if flush:
-                await self._flush(lt, stream, self.hotline_state, self._persist_hotline(lt.task.engine))
+                await self._flush(lt, stream, self._persist_hotline(lt.task.engine))
                 if lt.txn is None and self.eos:
                     self.hotline_task = None
 

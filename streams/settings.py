@@ -17,10 +17,9 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1, description="partition count of the input, clock and state topics")
     charter: str = Field("alice-2007", description="shipped charter name or path of a charter YAML file")
     app_id: str = Field("charter-streams", description="Faust app id: consumer group and internal topic prefix")
-    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     tick_interval: float = Field(0.1, gt=0, description="seconds between clock ticks per partition")
-    data_dir: Path = Field(Path(".charter-data"), description="Faust data directory (tables on disk)")
+    data_dir: Path = Field(Path(".charter-data"), description="Faust data directory (state is in Kafka changelogs)")
     replication_factor: int = Field(1, ge=1, description="replication factor of topics the worker creates")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     flush_every: int = Field(500, ge=1, description="events applied per partition before outputs are flushed")
