@@ -159,12 +159,17 @@ class Live:
         self.hotline_wm: dict[int, int] = {}
         self.sources: dict[TP, _Source] = {}  # input TPs of main tasks and of the call forwarder
         self._consumer_cache: Any = None
+        # Our copy of the assignment, kept by faust's rebalance signals: the consumer's ``assignment()`` builds a
+        # new set of every assigned partition on each call, too costly to ask per message.
+        self.assigned: frozenset[TP] = frozenset()
+        self._unprefixed: dict[str, str] = {}
 
         app.agent(self.main_topic, name="charter_main")(self._main_agent)
         app.agent(self.call_topic, name="forward_calls")(self._forward_agent)
         app.agent(self.hotline_topic, name="hotline")(self._hotline_agent)
         app.timer(settings.tick_interval, name="charter_clock")(self._tick)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
 
     # ------------------------------------------------------------ consumer read progress
 
@@ -251,7 +256,11 @@ class Live:
             log.info("hotline: %d calls, %d windows loaded", len(engine.calls), len(engine.windows))
         return self.hotline_task
 
+    async def _on_assigned(self, app: faust.App, assigned: Iterable[TP], **kwargs: Any) -> None:
+        self.assigned = frozenset(assigned)  # the whole new assignment
+
     async def _on_revoked(self, app: faust.App, revoked: Iterable[TP], **kwargs: Any) -> None:
+        self.assigned = self.assigned - set(revoked)
         for tp in revoked:
             self.sources.pop(tp, None)
             if tp.topic == self.clock_name:
@@ -276,11 +285,17 @@ class Live:
                                                error))
         await (await self.outputs["dead-letter"].send(key=key, value=value))
 
-    async def _decode(self, message: Any) -> Any:
+    def _topic_name(self, topic: str) -> str:
+        """The spec's name of one of our (prefixed) topics."""
+        name = self._unprefixed.get(topic)
+        if name is None:
+            name = self._unprefixed[topic] = self.settings.unprefixed(topic)
+        return name
+
+    async def _decode(self, message: Any, topic: str) -> Any:
         """Validated event, or None after sending the message to dead-letter."""
         try:
-            value = orjson.loads(message.value)
-            return decode_event(self.settings.unprefixed(message.topic), value)
+            return decode_event(topic, orjson.loads(message.value))
         except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError) as e:
             reason = f"not valid JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else describe_error(e)
             await self._dead_letter(message, reason)
@@ -289,21 +304,22 @@ class Live:
     async def _main_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
             message = event.message
-            if message.tp not in self.app.consumer.assignment():
+            tp = message.tp
+            if tp not in self.assigned:
                 continue  # delivered after its partition was revoked: the new owner processes it, not us
             p = message.partition
-            lt = await self._main_task(p)
+            lt = self.tasks.get(p) or await self._main_task(p)
             if message.topic == self.clock_name:
                 await stream.ack(event)
                 await self._step_main(p, lt, stream, flush=True)
                 continue
-            tp = message.tp
             self._source(tp).next_offset = message.offset + 1
-            ev = await self._decode(message)
+            topic = self._topic_name(message.topic)
+            ev = await self._decode(message, topic)
             if ev is None:
                 await stream.ack(event)
                 continue
-            lt.task.push(tp, to_us(ev.occurred_at), self.settings.unprefixed(message.topic), ev, event)
+            lt.task.push(tp, to_us(ev.occurred_at), topic, ev, event)
             # Events wait in the task's buffers until the next tick (every tick_interval) or until enough have
             # arrived since the last step: stepping and flushing once per batch, not per event, is where the
             # throughput comes from. (Counting what is buffered instead would step on every event while a
@@ -393,7 +409,7 @@ class Live:
             futures = []
             for event in events:
                 message = event.message
-                ev = await self._decode(message)
+                ev = await self._decode(message, CALL_TOPIC)
                 if ev is not None:
                     value = orjson.dumps({"s": message.partition, "v": orjson.loads(message.value)})
                     futures.append(await self.hotline_topic.send(key=ev.queue.encode(), value=value, partition=0))
@@ -403,9 +419,9 @@ class Live:
 
     async def _hotline_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
-            if event.message.tp not in self.app.consumer.assignment():
+            if event.message.tp not in self.assigned:
                 continue  # delivered after its partition was revoked
-            lt = await self._hotline()
+            lt = self.hotline_task or await self._hotline()
             rec = orjson.loads(event.message.value)
             s = rec["s"]
             if "wm" in rec:
