@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -24,8 +25,8 @@ from tests.kafka.harness import (
 HORIZON = 20.0  # seconds after the last event by which every deadline of the seconds charter has fired
 
 
-def _run_scenario(dep, records, during=None):
-    """Publish in real time, then wait for parity with replay.
+def _run_scenario(dep, records, during=None, without=frozenset()):
+    """Publish in real time, then wait for parity with the replay of the valid events (minus ``without``, event ids).
 
     ``during()`` runs in the test's thread while a background thread keeps publishing (upstream does not stop
     when our worker does): what it does to the workers happens while events and deadlines keep coming.
@@ -37,7 +38,8 @@ def _run_scenario(dep, records, during=None):
         if during is not None:
             during()
         publisher.join()
-        valid = [r for r in records if isinstance(r["value"], dict) and "occurred_at" in r["value"]]
+        valid = [r for r in records if isinstance(r["value"], dict) and "occurred_at" in r["value"]
+                 and r["value"]["event_id"] not in without]
         last = max(datetime.fromisoformat(r["value"]["occurred_at"]) for r in valid)
         until = last + timedelta(seconds=HORIZON)
         # the replay of the valid events alone (malformed ones must change nothing)
@@ -136,4 +138,31 @@ def test_malformed_messages_go_to_dead_letter_and_the_worker_goes_on(deployment)
     assert any(d["value_encoding"] == "base64" for d in letters)
     assert any("zone" in d["error"] for d in letters)
     assert any("occurred_at" in d["error"] for d in letters)
+    assert w.alive() and w.starts == 1
+
+
+def test_a_core_error_on_one_event_dead_letters_it_and_the_partition_goes_on(deployment):
+    """A bug in a rule (injected: tests/kafka/failpoint) raises on one event: that event is in dead-letter with the
+    error, the worker does not restart, and every other event of its partition is still applied."""
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    records = scenario(start, customers=12, calls=6, seed=5)
+    claim = next(r["value"] for r in records if r["topic"] == "switch-claim")  # the customer's first claim
+    failpoint = Path(__file__).parent / "failpoint"
+    dep = deployment(partitions=2, PYTHONPATH=str(failpoint), CHARTER_TEST_CORE_FAILS_ON=claim["event_id"])
+    w = dep.worker().start()
+    # the claim matters: without it the customer's second claim is decided as the first
+    until = to_us(datetime.fromisoformat(records[-1]["value"]["occurred_at"]) + timedelta(seconds=HORIZON))
+    assert expected_outputs(lines_of(records), dep.charter, until) != expected_outputs(
+        lines_of([r for r in records if r["value"] is not claim]), dep.charter, until)
+    _run_scenario(dep, records, without={claim["event_id"]})
+    reader = OutputReader(dep, ["dead-letter"])
+    try:
+        wait_for(lambda: reader.snapshot(), 30, "the dead letter")
+        letters = [v for _, _, v in reader.snapshot()]
+    finally:
+        reader.close()
+    assert len(letters) == 1
+    assert letters[0]["source_topic"] == "switch-claim"
+    assert orjson.loads(letters[0]["value"])["event_id"] == claim["event_id"]
+    assert letters[0]["error"] == f"processing error: RuntimeError: injected core failure on {claim['event_id']}"
     assert w.alive() and w.starts == 1
