@@ -103,7 +103,7 @@ class Mode:
     span: float = 120.0  # event-time span of the throughput input (seconds before the run)
 
 
-QUICK = Mode("quick", subscribers=4_000, fed=4_000, rounds=3, window=15.0, mass=4_000)
+QUICK = Mode("quick", subscribers=10_000, fed=10_000, rounds=3, window=15.0, mass=4_000)
 FULL = Mode("full", subscribers=1_000_000, fed=100_000, rounds=2, window=60.0, mass=50_000)
 
 
@@ -631,6 +631,7 @@ class Bench:
             await self.phase_input()
             await self.phase_preload()
             await self.phase_ceiling()
+            await self.phase_faust_ceiling()
             await self.phase_throughput()
             self.phase_memory()
             await self.phase_latency()
@@ -676,6 +677,19 @@ class Bench:
         say(f"ceiling: raw aiokafka consume-parse-produce {res['events_per_s']:,.0f} events/s "
             f"({res['messages']:,} in {res['seconds']:.1f} s, {passes} pass(es) over the input)")
 
+    async def phase_faust_ceiling(self) -> None:
+        """The same work through a minimal faust agent (bench/faust_ceiling.py): one cold pass, like the worker."""
+        cmd = [sys.executable, "-m", "bench.faust_ceiling", "--bootstrap", self.bootstrap,
+               "--group", f"bench-faust-{self.tag}", "--out-topic", self.topic(CEILING_OUT),
+               "--total", str(self.messages), "--topics", *[self.topic(t) for t in CUSTOMER_TOPICS]]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+        if r.returncode != 0:
+            raise RuntimeError(f"faust ceiling failed:\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}")
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        self.m["faust_ceiling_events_per_s"] = round(res["events_per_s"])
+        say(f"faust ceiling: a minimal faust agent doing the same {res['events_per_s']:,.0f} events/s "
+            f"({res['messages']:,} in {res['seconds']:.1f} s, one pass, first message to last output acked)")
+
     async def phase_throughput(self) -> None:
         self.worker = w = Worker(self.workdir, self.worker_env(), Path(self.args.worker_repo or ROOT))
         w.start()
@@ -702,9 +716,10 @@ class Bench:
         self.m["worker_events_per_s_commit_slope"] = None if slope is None else round(slope)
         self.m["worker_seconds"] = round(t_done - t_ready, 2)
         self.m["ratio"] = round(rate / self.m["ceiling_events_per_s"], 4)
+        self.m["ratio_to_faust"] = round(rate / self.m["faust_ceiling_events_per_s"], 4)
         say(f"worker: {rate:,.0f} events/s ({self.messages:,} from ready to all committed in {t_done - t_ready:.1f} s; "
             f"commit slope {'n/a' if slope is None else f'{slope:,.0f}/s'}; ready {self.m['worker_ready_s']} s after "
-            f"start), ratio {self.m['ratio']:.4f}")
+            f"start), ratio {self.m['ratio']:.4f} (to the faust agent: {self.m['ratio_to_faust']:.3f})")
 
     async def phase_empty_worker(self) -> None:
         """The worker's RSS with no state: started on the empty deployment, measured when ready, stopped."""
@@ -1044,7 +1059,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes: under 3 minutes")
-    p.add_argument("--subscribers", type=int, help="N (default 4,000 quick, 1,000,000 full)")
+    p.add_argument("--subscribers", type=int, help="N (default 10,000 quick, 1,000,000 full)")
     p.add_argument("--fed", type=int, help="of which fed as input events (default: all quick, 100,000 full)")
     p.add_argument("--rounds", type=int, help="input events per subscriber (default 3 quick, 2 full)")
     p.add_argument("--mass", type=int, help="customers in the mass outage (default 4,000 quick, 50,000 full)")
