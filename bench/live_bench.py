@@ -53,6 +53,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -685,7 +686,11 @@ class Bench:
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
         if r.returncode != 0:
             raise RuntimeError(f"faust ceiling failed:\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}")
-        res = json.loads(r.stdout.strip().splitlines()[-1])
+        # faust's worker writes terminal escapes around it: take the JSON object itself
+        found = re.search(r"\{.*\}", r.stdout)
+        if found is None:
+            raise RuntimeError(f"faust ceiling printed no result:\n{r.stdout[-1500:]!r}\n{r.stderr[-3000:]}")
+        res = json.loads(found.group(0))
         self.m["faust_ceiling_events_per_s"] = round(res["events_per_s"])
         say(f"faust ceiling: a minimal faust agent doing the same {res['events_per_s']:,.0f} events/s "
             f"({res['messages']:,} in {res['seconds']:.1f} s, one pass, first message to last output acked)")
