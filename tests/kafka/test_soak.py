@@ -63,9 +63,6 @@ def _rss_mb(worker) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("CHARTER_SOAK") != "1", reason=(
-    "opt-in (CHARTER_SOAK=1): not yet passing on every run, see the note on issue 4; "
-    "scripts/test runs it when CHARTER_SOAK=1 is set"))
 def test_soak_ten_minutes_with_a_rebalance_every_minute(deployment):
     assert SOAK_MINUTES >= 3, "the memory check compares the last minute with minute 2"
     dep = deployment(partitions=4)
