@@ -85,6 +85,16 @@ class _Source:
         self.next_offset: int | None = None  # None: nothing received since the partition was assigned
 
 
+class Batch:
+    """What one flush writes: outputs, then state rows, then the applied input is acked (and failures dead-lettered)."""
+
+    __slots__ = ("acks", "failed", "out", "rows")
+
+    def __init__(self, out: list[Output], rows: list[tuple[bytes, bytes]], acks: list[Any],
+                 failed: list[tuple[Any, Exception]]) -> None:
+        self.out, self.rows, self.acks, self.failed = out, rows, acks, failed
+
+
 class LiveTask:
     """A core Task plus what the adapter needs to flush it: pending outputs and messages to ack."""
 
@@ -96,11 +106,17 @@ class LiveTask:
         self.to_ack: list[Any] = []
         self.failed: list[tuple[Any, Exception]] = []
         self.pushed = 0  # events pushed since the last step
+        self.flushing: asyncio.Future | None = None  # the flush in flight, if any
 
     def absorb(self, step: Step) -> None:
         self.out += step.out
         self.to_ack += step.applied
         self.failed += step.failed
+
+    def take(self, rows: list[tuple[bytes, bytes]]) -> Batch:
+        batch = Batch(self.out, rows, self.to_ack, self.failed)
+        self.out, self.to_ack, self.failed = [], [], []
+        return batch
 
 
 class Live:
@@ -311,7 +327,7 @@ class Live:
             lt = self.tasks.get(p) or await self._main_task(p)
             if message.topic == self.clock_name:
                 await stream.ack(event)
-                await self._step_main(p, lt, stream, flush=True)
+                await self._step_main(p, lt, stream)
                 continue
             self._source(tp).next_offset = message.offset + 1
             topic = self._topic_name(message.topic)
@@ -326,16 +342,14 @@ class Live:
             # blocked merge holds many.)
             lt.pushed += 1
             if lt.pushed >= self.settings.flush_every:
-                await self._step_main(p, lt, stream, flush=True)
+                await self._step_main(p, lt, stream)
 
-    async def _step_main(self, p: int, lt: LiveTask, stream: Any, flush: bool) -> None:
+    async def _step_main(self, p: int, lt: LiveTask, stream: Any) -> None:
         lt.pushed = 0
         read_until = {tp: self._read_until(tp) for tp in (TP(t, p) for t in self.customer_names)}
         lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
-        if flush:
-            await self._flush(lt, stream, self._persist_main(p, lt.task.engine))
-            if lt.txn is None and self.eos:  # fenced: a new owner took the partition over
-                self.tasks.pop(p, None)
+        if not await self._flush(lt, stream, self._persist_main(p, lt.task.engine)):
+            self.tasks.pop(p, None)  # fenced: a new owner took the partition over
 
     def _persist_main(self, p: int, engine: Engine) -> list[tuple[bytes, bytes]]:
         prefix = b"%d" % p + SEP
@@ -344,64 +358,76 @@ class Live:
         engine.dirty_subscribers.clear()
         return rows
 
-    async def _flush(self, lt: LiveTask, stream: Any, rows: list[tuple[bytes, bytes]]) -> None:
+    async def _flush(self, lt: LiveTask, stream: Any, rows: list[tuple[bytes, bytes]]) -> bool:
+        """Start writing what the task's steps produced since its last flush; False if the task was fenced
+        (exactly-once: a new owner took the partition over) and must be dropped.
+
+        The write runs in the background, so the agent goes on with other partitions and further input while the
+        broker acknowledges (awaited inline, every tick of every partition waited for two round trips). A task's
+        flushes still run one at a time and in order, since its changelog rows must land in the order they were
+        made: a flush waits here for the previous one, and that one's error is raised here, into the agent, before
+        anything after it is acked.
+        """
+        if lt.flushing is not None:
+            flushing, lt.flushing = lt.flushing, None
+            await flushing
+        if self.eos and lt.txn is None:
+            return False
+        batch = lt.take(rows)
+        if batch.out or batch.rows or batch.failed:
+            lt.flushing = asyncio.ensure_future(self._write(lt, stream, batch))
+        else:
+            for token in batch.acks:
+                await stream.ack(token)
+        return True
+
+    async def _write(self, lt: LiveTask, stream: Any, batch: Batch) -> None:
         """Outputs delivered, then state written, then inputs acked: a crash repeats, never loses."""
-        for token, exc in lt.failed:
+        for token, exc in batch.failed:
             log.exception("core failed on %s", token.message.tp, exc_info=exc)
             await self._dead_letter(token.message, f"processing error: {type(exc).__name__}: {exc}")
-        lt.failed.clear()
         if lt.txn is not None:
-            await self._flush_transaction(lt, stream, rows)
+            await self._write_transaction(lt, stream, batch)
             return
         if self.eos:
             return  # fenced earlier: never write outside a transaction
         send = self.app.producer.send
-        if lt.out:
+        if batch.out:
             futures = []
-            for out in lt.out:
+            for out in batch.out:
                 key, value = encode_output(out)
                 futures.append(await send(self.settings.topic(out[0]), key, value, None, None, None))
-            lt.out = []
             await asyncio.gather(*futures)
-        if rows:
+        if batch.rows:
             # after the outputs: a state saying "fired" must never be stored before its output is
             topic, partition = lt.changelog.topic, lt.changelog.partition
-            await asyncio.gather(*[await send(topic, key, value, partition, None, None) for key, value in rows])
-        for token in lt.to_ack:
+            await asyncio.gather(*[await send(topic, key, value, partition, None, None) for key, value in batch.rows])
+        for token in batch.acks:
             await stream.ack(token)
-        lt.to_ack.clear()
 
-    async def _flush_transaction(self, lt: LiveTask, stream: Any, rows: list[tuple[bytes, bytes]]) -> None:
+    async def _write_transaction(self, lt: LiveTask, stream: Any, batch: Batch) -> None:
         """Exactly-once: outputs and state rows in one Kafka transaction; inputs acked after it commits.
 
         Offsets are committed by faust afterwards, outside the transaction: input read again after a crash is
         recognised by the committed state (event ids applied, deadlines fired) and produces nothing.
         """
-        if not lt.out and not rows:
-            for token in lt.to_ack:
-                await stream.ack(token)
-            lt.to_ack.clear()
-            return
         txn, changelog = lt.txn, lt.changelog
-        try:
-            async with txn.transaction():
-                for out in lt.out:
-                    key, value = encode_output(out)
-                    await txn.send(self.settings.topic(out[0]), value, key=key)
-                for key, value in rows:
-                    await txn.send(changelog.topic, value, key=key, partition=changelog.partition)
-        except (KafkaError, RuntimeError) as e:
-            # Fenced (the partition has a new owner) or the transaction failed: nothing of it is visible to
-            # read_committed readers, and the unacked input will be processed again.
-            log.warning("%s: transaction failed (%s); the partition's task is dropped", changelog, e)
-            self._drop(lt)
-            lt.out = []
-            lt.to_ack.clear()
-            return
-        lt.out = []
-        for token in lt.to_ack:
+        if batch.out or batch.rows:
+            try:
+                async with txn.transaction():
+                    for out in batch.out:
+                        key, value = encode_output(out)
+                        await txn.send(self.settings.topic(out[0]), value, key=key)
+                    for key, value in batch.rows:
+                        await txn.send(changelog.topic, value, key=key, partition=changelog.partition)
+            except (KafkaError, RuntimeError) as e:
+                # Fenced (the partition has a new owner) or the transaction failed: nothing of it is visible to
+                # read_committed readers, and the unacked input will be processed again.
+                log.warning("%s: transaction failed (%s); the partition's task is dropped", changelog, e)
+                self._drop(lt)
+                return
+        for token in batch.acks:
             await stream.ack(token)
-        lt.to_ack.clear()
 
     async def _forward_agent(self, stream: Any) -> None:
         # In batches: take_events acks a batch only after this body, which awaits every send's delivery.
@@ -428,7 +454,6 @@ class Live:
                 self.hotline_sources[s] = True  # nothing of s after this watermark is in flight
                 self.hotline_wm[s] = rec["wm"] * 1000
                 await stream.ack(event)
-                flush = True
             else:
                 self.hotline_sources[s] = False
                 ev = decode_event(CALL_TOPIC, rec["v"])
@@ -436,15 +461,12 @@ class Live:
                 lt.pushed += 1
                 if lt.pushed < self.settings.flush_every:
                     continue  # stepped at the next watermark record (every tick) or when enough have arrived
-                flush = True
             lt.pushed = 0
             # a source is read up to its last watermark only while no record of it came after that watermark
             read_until = {s: (self.hotline_wm.get(s) if idle else None) for s, idle in self.hotline_sources.items()}
             lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
-            if flush:
-                await self._flush(lt, stream, self._persist_hotline(lt.task.engine))
-                if lt.txn is None and self.eos:
-                    self.hotline_task = None
+            if not await self._flush(lt, stream, self._persist_hotline(lt.task.engine)):
+                self.hotline_task = None
 
     def _persist_hotline(self, engine: Engine) -> list[tuple[bytes, bytes]]:
         rows = [(b"c" + SEP + k.encode(), orjson.dumps(engine.calls[k].encode())) for k in engine.dirty_calls]
