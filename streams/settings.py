@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     flush_every: int = Field(500, ge=1, description="events applied per partition before outputs are flushed")
     topic_prefix: str = Field("", description="prefix of every topic name (namespaces a deployment or a test)")
+    instance_id: str | None = Field(
+        None, description="static group membership (Kafka group.instance.id): a stable, unique name per worker, e.g. "
+        "the pod or host name. A restarted worker then takes its partitions back at once instead of after the "
+        "session timeout; a worker that stops holds them until the session timeout")
     log_level: str = "info"
     web_port: int | None = Field(None, description="Faust web server port (metrics); unset: no web server")
 
