@@ -573,6 +573,8 @@ class Bench:
             "CHARTER_TOPIC_PREFIX": self.prefix,
             "CHARTER_DATA_DIR": str(self.workdir / "worker-data"),
             "CHARTER_LOG_LEVEL": "info",
+            # static membership, as deployed (docker-compose.yml); --worker-env CHARTER_INSTANCE_ID= turns it off
+            "CHARTER_INSTANCE_ID": f"bench-worker-{self.tag}",
         }
         for kv in self.args.worker_env or []:
             k, _, v = kv.partition("=")

@@ -138,7 +138,7 @@ class Live:
             web_port=settings.web_port or 6066,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.session_timeout,
-            consumer_group_instance_id=settings.instance_id,
+            consumer_group_instance_id=settings.instance_id or None,
             broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
             broker_rebalance_timeout=max(settings.session_timeout * 2, 10.0),
             broker_commit_interval=1.0,
