@@ -703,8 +703,9 @@ class Bench:
         t_ready = await w.wait_log("[^Worker]: Ready", 3600)
         self.m["worker_ready_s"] = round(t_ready - w.started_at, 1)
         if self.mode.subscribers > self.mode.fed:
-            say(f"worker: ready {self.m['worker_ready_s']} s after start (restoring "
-                f"{self.mode.subscribers - self.mode.fed:,} preloaded subscribers)")
+            say(f"worker: ready {self.m['worker_ready_s']} s after start (its "
+                f"{self.mode.subscribers - self.mode.fed:,} preloaded subscribers are read from the changelog when "
+                "each partition's first message arrives: inside the throughput time)")
         profiler = None
         if self.args.profile:
             profiler = self.start_profile("throughput")
