@@ -107,6 +107,7 @@ class LiveTask:
         self.failed: list[tuple[Any, Exception]] = []
         self.pushed = 0  # events pushed since the last step
         self.flushing: asyncio.Future | None = None  # the flush in flight, if any
+        self.dropped = False  # its partition was revoked: it must write and ack nothing more
 
     def absorb(self, step: Step) -> None:
         self.out += step.out
@@ -175,6 +176,10 @@ class Live:
         self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
         self.hotline_wm: dict[int, int] = {}
         self.sources: dict[TP, _Source] = {}  # input TPs of main tasks and of the call forwarder
+        # Rebalances so far. Whatever an agent started before one (a changelog read, a batch of forwarded calls)
+        # must not leave anything behind after it: read progress or a task from before belongs to an assignment
+        # that is gone (tests/kafka/test_live.py::test_a_worker_leaving_after_the_last_event_leaves_no_window_open).
+        self.generation = 0
         self._consumer_cache: Any = None
         self._unprefixed: dict[str, str] = {}
 
@@ -203,15 +208,23 @@ class Live:
         return self._fetched_at_us(tp) if self._idle(tp) else None
 
     def _owned(self, tp: TP) -> bool:
-        """``tp`` is assigned to us now. Asked of aiokafka's own assignment (a frozenset it keeps; faust's
-        ``consumer.assignment()`` copies it into a new set of faust TPs per call, too costly per message).
+        """``tp`` is assigned to us now, and no rebalance is under way. Asked of aiokafka's own assignment (a
+        frozenset it keeps; faust's ``consumer.assignment()`` copies it into a new set of faust TPs per call, too
+        costly per message).
+
+        During a rebalance (from aiokafka's join preparation, before the revoke, until the new assignment is set)
+        aiokafka still holds the old assignment; a message from before the revoke can still reach an agent then.
+        It is skipped, unacked: after the rebalance faust seeks every assigned partition back to its committed
+        offset, so it comes again if the partition is still ours, and goes to the new owner otherwise. Processed
+        here, it would load a task from the changelog while the revoked task's last rows may still be in flight.
 
         Not a copy kept from faust's ``on_partitions_assigned`` signal: faust sends it at the end of its rebalance
         handling, while the consumer thread already has the new assignment, so the first messages of a new
         assignment may reach the agent before it. A version that did so failed the exactly-once crash test once
         (an input event not applied before a deadline fired after a restart), which skipping such messages
         explains; with aiokafka's assignment the check is what it was before that version."""
-        return tp in self._aiokafka().assignment()
+        consumer = self._aiokafka()
+        return not consumer._subscription.reassignment_in_progress and tp in consumer.assignment()
 
     def _idle(self, tp: TP) -> bool:
         """Nothing appended to ``tp`` (as of the consumer's last fetch of it) is still unread by us."""
@@ -246,9 +259,11 @@ class Live:
         await producer.start()
         return (await read_changelog(self.settings, changelog)).items(), producer
 
-    async def _main_task(self, p: int) -> LiveTask:
+    async def _main_task(self, p: int) -> LiveTask | None:
+        """Partition ``p``'s task, loaded from its changelog if need be; None if a rebalance came meanwhile."""
         lt = self.tasks.get(p)
         if lt is None:
+            generation = self.generation
             engine = Engine(self.charter, track_dirty=True)
             changelog = TopicPartition(self.subscribers_changelog, p)
             rows, txn = await self._state_rows(changelog, f"{self.settings.app_id}-charter-{p}")
@@ -257,12 +272,18 @@ class Live:
                 if key.startswith(prefix):
                     engine.subscribers[key[len(prefix):].decode()] = Subscriber.decode(orjson.loads(value))
             engine.rebuild_deadlines()
-            lt = self.tasks[p] = LiveTask(engine, changelog, txn)
+            lt = LiveTask(engine, changelog, txn)
+            if generation != self.generation:
+                self._drop(lt)  # loaded for an assignment that is gone
+                return None
+            self.tasks[p] = lt
             log.info("partition %d: %d subscribers loaded", p, len(engine.subscribers))
         return lt
 
-    async def _hotline(self) -> LiveTask:
+    async def _hotline(self) -> LiveTask | None:
+        """The hotline task, loaded from its changelog if need be; None if a rebalance came meanwhile."""
         if self.hotline_task is None:
+            generation = self.generation
             engine = Engine(self.charter, track_dirty=True)
             changelog = TopicPartition(self.hotline_changelog, 0)
             rows, txn = await self._state_rows(changelog, f"{self.settings.app_id}-hotline")
@@ -274,25 +295,34 @@ class Live:
                     queue, _, ws = rest.rpartition(SEP)
                     engine.windows[(queue.decode(), int(ws))] = Window.decode(orjson.loads(value))
             engine.rebuild_deadlines()
-            self.hotline_task = LiveTask(engine, changelog, txn)
+            lt = LiveTask(engine, changelog, txn)
+            if generation != self.generation:
+                self._drop(lt)
+                return None
+            self.hotline_task = lt
             self.hotline_sources = {s: False for s in range(self.settings.partitions)}
             self.hotline_wm = {}
             log.info("hotline: %d calls, %d windows loaded", len(engine.calls), len(engine.windows))
         return self.hotline_task
 
     async def _on_revoked(self, app: faust.App, revoked: Iterable[TP], **kwargs: Any) -> None:
-        dropped: list[LiveTask] = []
-        for tp in revoked:
-            self.sources.pop(tp, None)
-            if tp.topic == self.clock_name:
-                dropped.append(self.tasks.pop(tp.partition, None))
-            elif tp.topic == self.hotline_name:
-                dropped.append(self.hotline_task)
-                self.hotline_task = None
+        """Forget every task and every read progress, whatever ``revoked`` lists.
+
+        The rebalance protocol is eager (aiokafka), so ``revoked`` is our whole assignment anyway; and what was
+        kept of a partition that went to another member would be stale when it comes back (read progress behind
+        what that member committed: a source never idle again once its input stops).
+        """
+        self.generation += 1
+        dropped = [*self.tasks.values(), *([self.hotline_task] if self.hotline_task is not None else [])]
+        self.tasks.clear()
+        self.hotline_task = None
+        self.sources.clear()
+        for lt in dropped:
+            lt.dropped = True  # an agent awaiting its flush will start no further write for it
         # Let flushes in flight land before the rebalance goes on: the next owner reads the changelog only after
         # every member has given its partitions up, so no row of ours can arrive after it has read (at-least-once
         # has no fencing; docs/reliability.md). Their errors do not matter here: their input was not acked.
-        flushing = [lt.flushing for lt in dropped if lt is not None and lt.flushing is not None]
+        flushing = [lt.flushing for lt in dropped if lt.flushing is not None]
         if flushing:
             await asyncio.wait(flushing, timeout=self.settings.session_timeout)
         for lt in dropped:
@@ -338,6 +368,8 @@ class Live:
                 continue  # delivered after its partition was revoked: the new owner processes it, not us
             p = message.partition
             lt = self.tasks.get(p) or await self._main_task(p)
+            if lt is None:
+                continue  # a rebalance came while its state was read: as for a revoked partition
             if message.topic == self.clock_name:
                 await stream.ack(event)
                 await self._step_main(p, lt, stream)
@@ -361,8 +393,8 @@ class Live:
         lt.pushed = 0
         read_until = {tp: self._read_until(tp) for tp in (TP(t, p) for t in self.customer_names)}
         lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
-        if not await self._flush(lt, stream, self._persist_main(p, lt.task.engine)):
-            self.tasks.pop(p, None)  # fenced: a new owner took the partition over
+        if not await self._flush(lt, stream, self._persist_main(p, lt.task.engine)) and self.tasks.get(p) is lt:
+            self.tasks.pop(p)  # fenced: a new owner took the partition over
 
     def _persist_main(self, p: int, engine: Engine) -> list[tuple[bytes, bytes]]:
         prefix = b"%d" % p + SEP
@@ -381,10 +413,15 @@ class Live:
         made: a flush waits here for the previous one, and that one's error is raised here, into the agent, before
         anything after it is acked.
         """
-        if lt.flushing is not None:
-            flushing, lt.flushing = lt.flushing, None
-            await flushing
-        if self.eos and lt.txn is None:
+        flushing = lt.flushing
+        if flushing is not None:
+            # left in lt.flushing while awaited: a revoke meanwhile awaits it too, before the rebalance goes on
+            try:
+                await flushing
+            finally:
+                if lt.flushing is flushing:
+                    lt.flushing = None
+        if lt.dropped or (self.eos and lt.txn is None):
             return False
         batch = lt.take(rows)
         if batch.out or batch.rows or batch.failed:
@@ -445,6 +482,7 @@ class Live:
     async def _forward_agent(self, stream: Any) -> None:
         # In batches: take_events acks a batch only after this body, which awaits every send's delivery.
         async for events in stream.take_events(self.settings.flush_every, within=self.settings.tick_interval / 2):
+            generation = self.generation
             futures = []
             for event in events:
                 message = event.message
@@ -453,6 +491,8 @@ class Live:
                     value = orjson.dumps({"s": message.partition, "v": orjson.loads(message.value)})
                     futures.append(await self.hotline_topic.send(key=ev.queue.encode(), value=value, partition=0))
             await asyncio.gather(*futures)
+            if generation != self.generation:
+                continue  # a rebalance came meanwhile: this read progress is of an assignment that is gone
             for event in events:
                 self._source(event.message.tp).next_offset = event.message.offset + 1
 
@@ -461,6 +501,8 @@ class Live:
             if not self._owned(event.message.tp):
                 continue  # delivered after its partition was revoked
             lt = self.hotline_task or await self._hotline()
+            if lt is None:
+                continue  # a rebalance came while its state was read
             rec = orjson.loads(event.message.value)
             s = rec["s"]
             if "wm" in rec:
@@ -478,7 +520,7 @@ class Live:
             # a source is read up to its last watermark only while no record of it came after that watermark
             read_until = {s: (self.hotline_wm.get(s) if idle else None) for s, idle in self.hotline_sources.items()}
             lt.absorb(lt.task.step(read_until, now=time.time_ns() // 1000))
-            if not await self._flush(lt, stream, self._persist_hotline(lt.task.engine)):
+            if not await self._flush(lt, stream, self._persist_hotline(lt.task.engine)) and self.hotline_task is lt:
                 self.hotline_task = None
 
     def _persist_hotline(self, engine: Engine) -> list[tuple[bytes, bytes]]:

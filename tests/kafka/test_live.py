@@ -132,6 +132,32 @@ def test_two_workers_over_eight_partitions(deployment, guarantee):
     assert a.alive() and b.alive()
 
 
+def test_a_worker_leaving_after_the_last_event_leaves_no_window_open(deployment):
+    """Partitions go to a second worker while the first is in the middle of forwarding calls, and come back when it
+    leaves, after the last event: nothing new arrives to move the first worker's read progress of them, which must
+    be what the second one committed, not what it had itself read before giving them away. Otherwise the hotline
+    waits forever for those sources and its last windows never close (the soak caught this once in CI).
+    The forwarder is slowed (tests/kafka/failpoint) so that it is always mid-batch when the rebalance comes."""
+    failpoint = Path(__file__).parent / "failpoint"
+    dep = deployment(partitions=4, PYTHONPATH=str(failpoint), CHARTER_TEST_SLOW_CALLS="0.15")
+    a = dep.worker().start()
+    b = dep.worker()
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    records = scenario(start, customers=12, calls=60, seed=17)
+    last = max(datetime.fromisoformat(r["value"]["occurred_at"]) for r in records)
+
+    def during():
+        wait_for(lambda: datetime.now(UTC) > start + timedelta(seconds=6), 30, "the scenario's sixth second")
+        b.start()
+        wait_for(lambda: "loaded" in b.log_text(), 60, "the second worker's share")
+        wait_for(lambda: datetime.now(UTC) > last + timedelta(seconds=2), 60, "the last event")
+        b.stop()
+        assert b.proc.returncode == 0, b.log_text()[-3000:]
+
+    _run_scenario(dep, records, during=during)
+    assert a.alive() and a.starts == 1
+
+
 def test_malformed_messages_go_to_dead_letter_and_the_worker_goes_on(deployment):
     dep = deployment(partitions=2)
     w = dep.worker().start()
