@@ -61,14 +61,17 @@ def own_broker(tmp_path):
                 broker.kill()
 
 
-def run_broker_restart(broker: LocalBroker, tmp_path, grace: float) -> dict:
+def run_broker_restart(broker: LocalBroker, tmp_path, grace: float, guarantee: str = "at_least_once") -> dict:
     charter = seconds_charter_with_grace(tmp_path / "charter.yaml", grace)
-    dep = Deployment(broker.bootstrap, tmp_path, partitions=4, charter=str(charter))
+    dep = Deployment(broker.bootstrap, tmp_path, partitions=4, charter=str(charter),
+                     CHARTER_PROCESSING_GUARANTEE=guarantee)
+    eos = guarantee == "exactly_once"
     reader = None
     try:
         worker = dep.worker().start()
         records = scenario(datetime.now(UTC) + timedelta(seconds=2), customers=40, calls=30, seed=13)
-        reader = OutputReader(dep)
+        # exactly-once: what a read_committed consumer sees, which must hold no repeat at all
+        reader = OutputReader(dep, isolation_level="read_committed" if eos else "read_uncommitted")
         publisher = ResilientPublisher(broker.bootstrap, dep.prefix, records)
         publisher.start()
         wait_for(lambda: publisher.acked >= len(records) // 3 or not publisher.is_alive(), 60,
@@ -99,8 +102,9 @@ def run_broker_restart(broker: LocalBroker, tmp_path, grace: float) -> dict:
             f"precondition: events were appended up to {publisher.lateness:.1f} s late, the charter's grace "
             f"({grace} s) must cover that for parity with replay to be owed")
         try:
+            # nothing missing, nothing foreign; at-least-once: repeats reported, exactly-once: none
             actual = await_parity(reader, expected, max(last, last_due(expected, dep.charter)) + timedelta(seconds=1),
-                                  timeout=90, exact=False)  # nothing missing, nothing foreign; repeats reported
+                                  timeout=90, exact=eos)
         except AssertionError as e:
             raise AssertionError(f"{e}\n{info}\n--- worker log (excerpt):\n{log_excerpt(worker)}") from None
         info["repeated_outputs"] = sum((actual - expected).values())
@@ -117,6 +121,7 @@ def run_broker_restart(broker: LocalBroker, tmp_path, grace: float) -> dict:
 
 
 @pytest.mark.slow
-def test_worker_recovers_from_a_broker_restart(own_broker, tmp_path):
-    info = run_broker_restart(own_broker, tmp_path, GRACE)
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_worker_recovers_from_a_broker_restart(own_broker, tmp_path, guarantee):
+    info = run_broker_restart(own_broker, tmp_path, GRACE, guarantee)
     print(f"\nbroker restart: {info}")
