@@ -61,7 +61,7 @@ async def _partitions(consumer, topics):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("guarantee", "static"), [("at_least_once", False), ("exactly_once", False),
-                                                   ("at_least_once", True)])
+                                                   ("at_least_once", True), ("exactly_once", True)])
 def test_sigkill_five_times_loses_nothing(deployment, guarantee, static):
     # static: the worker has a group.instance.id, so each restart takes its partitions back at once, with
     # no rebalance and no session timeout waited out
