@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -244,64 +244,60 @@ class Live:
 
     # ------------------------------------------------------------ partition tasks
 
-    async def _state_rows(self, changelog: TopicPartition, txn_id: str
-                          ) -> tuple[Iterable[tuple[bytes, bytes]], AIOKafkaProducer | None]:
-        """The stored rows of one state partition, and (exactly-once) its transactional producer.
+    async def _load_task(self, changelog: TopicPartition, txn_id: str,
+                         restore: Callable[[Engine, Iterable[tuple[bytes, bytes]]], None]) -> LiveTask | None:
+        """A task whose engine holds the stored rows of one state partition (``restore`` puts them in), with
+        (exactly-once) its transactional producer; None if a rebalance came while it was read.
 
         Exactly-once: the producer is started first, which fences a previous owner of the partition and aborts
         its open transaction; only then is the changelog read, with read_committed, to its end.
         """
-        if not self.eos:
-            return (await read_changelog(self.settings, changelog)).items(), None
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers or "127.0.0.1:9092",
-                                    transactional_id=txn_id, acks="all", linger_ms=5,
-                                    max_request_size=16 * 1024 * 1024)
-        await producer.start()
-        return (await read_changelog(self.settings, changelog)).items(), producer
+        generation = self.generation
+        txn = None
+        if self.eos:
+            txn = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers or "127.0.0.1:9092",
+                                   transactional_id=txn_id, acks="all", linger_ms=5,
+                                   max_request_size=16 * 1024 * 1024)
+            await txn.start()
+        engine = Engine(self.charter, track_dirty=True)
+        restore(engine, (await read_changelog(self.settings, changelog)).items())
+        engine.rebuild_deadlines()
+        lt = LiveTask(engine, changelog, txn)
+        if generation != self.generation:
+            self._drop(lt)  # loaded for an assignment that is gone
+            return None
+        return lt
 
     async def _main_task(self, p: int) -> LiveTask | None:
         """Partition ``p``'s task, loaded from its changelog if need be; None if a rebalance came meanwhile."""
         lt = self.tasks.get(p)
         if lt is None:
-            generation = self.generation
-            engine = Engine(self.charter, track_dirty=True)
-            changelog = TopicPartition(self.subscribers_changelog, p)
-            rows, txn = await self._state_rows(changelog, f"{self.settings.app_id}-charter-{p}")
             prefix = b"%d" % p + SEP
-            for key, value in rows:
-                if key.startswith(prefix):
-                    engine.subscribers[key[len(prefix):].decode()] = Subscriber.decode(orjson.loads(value))
-            engine.rebuild_deadlines()
-            lt = LiveTask(engine, changelog, txn)
-            if generation != self.generation:
-                self._drop(lt)  # loaded for an assignment that is gone
+
+            def restore(engine: Engine, rows: Iterable[tuple[bytes, bytes]]) -> None:
+                for key, value in rows:
+                    if key.startswith(prefix):
+                        engine.subscribers[key[len(prefix):].decode()] = Subscriber.decode(orjson.loads(value))
+
+            lt = await self._load_task(TopicPartition(self.subscribers_changelog, p),
+                                       f"{self.settings.app_id}-charter-{p}", restore)
+            if lt is None:
                 return None
             self.tasks[p] = lt
-            log.info("partition %d: %d subscribers loaded", p, len(engine.subscribers))
+            log.info("partition %d: %d subscribers loaded", p, len(lt.task.engine.subscribers))
         return lt
 
     async def _hotline(self) -> LiveTask | None:
         """The hotline task, loaded from its changelog if need be; None if a rebalance came meanwhile."""
         if self.hotline_task is None:
-            generation = self.generation
-            engine = Engine(self.charter, track_dirty=True)
-            changelog = TopicPartition(self.hotline_changelog, 0)
-            rows, txn = await self._state_rows(changelog, f"{self.settings.app_id}-hotline")
-            for key, value in rows:
-                kind, _, rest = key.partition(SEP)
-                if kind == b"c":
-                    engine.calls[rest.decode()] = Call.decode(orjson.loads(value))
-                elif kind == b"w":
-                    queue, _, ws = rest.rpartition(SEP)
-                    engine.windows[(queue.decode(), int(ws))] = Window.decode(orjson.loads(value))
-            engine.rebuild_deadlines()
-            lt = LiveTask(engine, changelog, txn)
-            if generation != self.generation:
-                self._drop(lt)
+            lt = await self._load_task(TopicPartition(self.hotline_changelog, 0), f"{self.settings.app_id}-hotline",
+                                       _restore_hotline)
+            if lt is None:
                 return None
             self.hotline_task = lt
             self.hotline_sources = {s: False for s in range(self.settings.partitions)}
             self.hotline_wm = {}
+            engine = lt.task.engine
             log.info("hotline: %d calls, %d windows loaded", len(engine.calls), len(engine.windows))
         return self.hotline_task
 
@@ -550,6 +546,17 @@ class Live:
                     sends.append(self.hotline_topic.send(key=None, value=wm, partition=0))
         if sends:
             await asyncio.gather(*sends)
+
+
+def _restore_hotline(engine: Engine, rows: Iterable[tuple[bytes, bytes]]) -> None:
+    """Put the hotline changelog's rows (calls ``c<SEP>call_id``, windows ``w<SEP>queue<SEP>start``) into ``engine``."""
+    for key, value in rows:
+        kind, _, rest = key.partition(SEP)
+        if kind == b"c":
+            engine.calls[rest.decode()] = Call.decode(orjson.loads(value))
+        elif kind == b"w":
+            queue, _, ws = rest.rpartition(SEP)
+            engine.windows[(queue.decode(), int(ws))] = Window.decode(orjson.loads(value))
 
 
 def changelog_name(settings: Settings, table: str) -> str:
