@@ -433,26 +433,29 @@ class Live:
             log.exception("core failed on %s", token.message.tp, exc_info=exc)
             await self._dead_letter(token.message, f"processing error: {type(exc).__name__}: {exc}")
         if lt.txn is not None:
-            await self._write_transaction(lt, stream, batch)
-            return
-        if self.eos:
+            if not await self._write_transaction(lt, batch):
+                return
+        elif self.eos:
             return  # fenced earlier: never write outside a transaction
-        send = self.app.producer.send
-        if batch.out:
-            futures = []
-            for out in batch.out:
-                key, value = encode_output(out)
-                futures.append(await send(self.settings.topic(out[0]), key, value, None, None, None))
-            await asyncio.gather(*futures)
-        if batch.rows:
-            # after the outputs: a state saying "fired" must never be stored before its output is
-            topic, partition = lt.changelog.topic, lt.changelog.partition
-            await asyncio.gather(*[await send(topic, key, value, partition, None, None) for key, value in batch.rows])
+        else:
+            send = self.app.producer.send
+            if batch.out:
+                futures = []
+                for out in batch.out:
+                    key, value = encode_output(out)
+                    futures.append(await send(self.settings.topic(out[0]), key, value, None, None, None))
+                await asyncio.gather(*futures)
+            if batch.rows:
+                # after the outputs: a state saying "fired" must never be stored before its output is
+                topic, partition = lt.changelog.topic, lt.changelog.partition
+                await asyncio.gather(*[await send(topic, key, value, partition, None, None)
+                                       for key, value in batch.rows])
         for token in batch.acks:
             await stream.ack(token)
 
-    async def _write_transaction(self, lt: LiveTask, stream: Any, batch: Batch) -> None:
-        """Exactly-once: outputs and state rows in one Kafka transaction; inputs acked after it commits.
+    async def _write_transaction(self, lt: LiveTask, batch: Batch) -> bool:
+        """Exactly-once: outputs and state rows in one Kafka transaction; False if it failed (the task is dropped).
+        The caller acks the inputs only after it committed.
 
         Offsets are committed by faust afterwards, outside the transaction: input read again after a crash is
         recognised by the committed state (event ids applied, deadlines fired) and produces nothing.
@@ -471,9 +474,8 @@ class Live:
                 # read_committed readers, and the unacked input will be processed again.
                 log.warning("%s: transaction failed (%s); the partition's task is dropped", changelog, e)
                 self._drop(lt)
-                return
-        for token in batch.acks:
-            await stream.ack(token)
+                return False
+        return True
 
     async def _forward_agent(self, stream: Any) -> None:
         # In batches: take_events acks a batch only after this body, which awaits every send's delivery.
