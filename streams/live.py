@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +86,50 @@ class _Source:
         self.next_offset: int | None = None  # None: nothing received since the partition was assigned
 
 
+class InOrderAcks:
+    """Releases the acks of each topic-partition in offset order.
+
+    faust commits a topic-partition up to the first gap in what was acked, except at the head: with committed
+    offset c and acked [c + 1] it commits c + 2 (its ``Consumer._new_offset`` takes c as the last processed offset,
+    while it is the next to read; faust-streaming issue #606, unfixed in 0.15.3), and with nothing committed yet
+    it takes no gap at the head into account at all. So a message acked ahead of an earlier one still held in a
+    task's buffers (a dead letter, a watermark) would let the commit pass the held one, which a crash then loses.
+    Here a message is acked only once it and every message received before it on its topic-partition are done.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: dict[Any, deque[Held]] = {}  # tp -> its messages not acked yet, in the order received
+
+    def received(self, tp: Any, event: Any) -> Held:
+        """Note a message of ``tp`` as received (messages of a topic-partition arrive in offset order)."""
+        held = Held(tp, event)
+        queue = self._pending.get(tp)
+        if queue is None:
+            queue = self._pending[tp] = deque()
+        queue.append(held)
+        return held
+
+    def done(self, held: Held) -> list[Any]:
+        """Mark a received message applied (or dead-lettered); returns the events that may be acked now."""
+        held.done = True
+        queue = self._pending[held.tp]
+        out = []
+        while queue and queue[0].done:
+            out.append(queue.popleft().event)
+        return out
+
+
+class Held:
+    """A received message until its ack is released: the token a partition task carries with the event."""
+
+    __slots__ = ("done", "event", "tp")
+
+    def __init__(self, tp: Any, event: Any) -> None:
+        self.tp, self.event, self.done = tp, event, False
+
+
 class Batch:
     """What one flush writes: outputs, then state rows, then the applied input is acked (and failures dead-lettered)."""
 
@@ -108,6 +153,7 @@ class LiveTask:
         self.pushed = 0  # events pushed since the last step
         self.flushing: asyncio.Future | None = None  # the flush in flight, if any
         self.dropped = False  # its partition was revoked: it must write and ack nothing more
+        self.acks = InOrderAcks()
 
     def absorb(self, step: Step) -> None:
         self.out += step.out
@@ -372,11 +418,12 @@ class Live:
                 continue
             self._source(tp).next_offset = message.offset + 1
             topic = self._topic_name(message.topic)
+            held = lt.acks.received(tp, event)
             ev = await self._decode(message, topic)
             if ev is None:
-                await stream.ack(event)
+                await self._ack(stream, lt, [held])  # once every message before it on its partition is applied
                 continue
-            lt.task.push(tp, to_us(ev.occurred_at), topic, ev, event)
+            lt.task.push(tp, to_us(ev.occurred_at), topic, ev, held)
             # Events wait in the task's buffers until the next tick (every tick_interval) or until enough have
             # arrived since the last step: stepping and flushing once per batch, not per event, is where the
             # throughput comes from. (Counting what is buffered instead would step on every event while a
@@ -423,15 +470,22 @@ class Live:
         if batch.out or batch.rows or batch.failed:
             lt.flushing = asyncio.ensure_future(self._write(lt, stream, batch))
         else:
-            for token in batch.acks:
-                await stream.ack(token)
+            await self._ack(stream, lt, batch.acks)
         return True
+
+    async def _ack(self, stream: Any, lt: LiveTask, done: Iterable[Held]) -> None:
+        """Ack what is done and every message of its topic-partition received before it (InOrderAcks)."""
+        if lt.dropped:
+            return  # its partition was revoked: what it did not ack goes to the next owner
+        for held in done:
+            for event in lt.acks.done(held):
+                await stream.ack(event)
 
     async def _write(self, lt: LiveTask, stream: Any, batch: Batch) -> None:
         """Outputs delivered, then state written, then inputs acked: a crash repeats, never loses."""
-        for token, exc in batch.failed:
-            log.exception("core failed on %s", token.message.tp, exc_info=exc)
-            await self._dead_letter(token.message, f"processing error: {type(exc).__name__}: {exc}")
+        for held, exc in batch.failed:
+            log.exception("core failed on %s", held.tp, exc_info=exc)
+            await self._dead_letter(held.event.message, f"processing error: {type(exc).__name__}: {exc}")
         if lt.txn is not None:
             if not await self._write_transaction(lt, batch):
                 return
@@ -450,8 +504,7 @@ class Live:
                 topic, partition = lt.changelog.topic, lt.changelog.partition
                 await asyncio.gather(*[await send(topic, key, value, partition, None, None)
                                        for key, value in batch.rows])
-        for token in batch.acks:
-            await stream.ack(token)
+        await self._ack(stream, lt, batch.acks)
 
     async def _write_transaction(self, lt: LiveTask, batch: Batch) -> bool:
         """Exactly-once: outputs and state rows in one Kafka transaction; False if it failed (the task is dropped).
@@ -503,14 +556,16 @@ class Live:
                 continue  # a rebalance came while its state was read
             rec = orjson.loads(event.message.value)
             s = rec["s"]
+            held = lt.acks.received(event.message.tp, event)
             if "wm" in rec:
                 self.hotline_sources[s] = True  # nothing of s after this watermark is in flight
                 self.hotline_wm[s] = rec["wm"] * 1000
-                await stream.ack(event)
+                # acked once the calls before it (of any source: one partition) are applied and written
+                await self._ack(stream, lt, [held])
             else:
                 self.hotline_sources[s] = False
                 ev = decode_event(CALL_TOPIC, rec["v"])
-                lt.task.push(s, to_us(ev.occurred_at), CALL_TOPIC, ev, event)
+                lt.task.push(s, to_us(ev.occurred_at), CALL_TOPIC, ev, held)
                 lt.pushed += 1
                 if lt.pushed < self.settings.flush_every:
                     continue  # stepped at the next watermark record (every tick) or when enough have arrived

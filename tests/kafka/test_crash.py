@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.core.timeutil import to_us
 from streams.gen import generate
+from streams.producer import record_key
 from streams.replay import replay
 from tests.kafka.harness import OutputReader, lines_of, publish_records, wait_for
 
@@ -59,6 +60,19 @@ async def _partitions(consumer, topics):
     return out
 
 
+def with_invalid_messages(records: list[dict], every: int = 40) -> list[dict]:
+    """The records with an invalid message after every ``every``-th one, on the same topic and key (so the same
+    topic-partition): a dead letter right behind input its task may still hold (issue 13)."""
+    out = []
+    for i, rec in enumerate(records, start=1):
+        out.append(rec)
+        if i % every == 0:
+            key = record_key(rec["topic"], rec["value"]).decode()
+            bad = b"not json" if i % (2 * every) else orjson.dumps({**rec["value"], "occurred_at": None})
+            out.append({"topic": rec["topic"], "key": key, "value": bad})
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("guarantee", "static"), [("at_least_once", False), ("exactly_once", False),
                                                    ("at_least_once", True), ("exactly_once", True)])
@@ -82,10 +96,11 @@ def test_sigkill_five_times_loses_nothing(deployment, guarantee, static):
             expected[value["compensation_id"]].append(value)
     assert len(expected) > 1000
 
+    traffic = with_invalid_messages(records)
     assert datetime.now(UTC) < start - timedelta(seconds=2), "generating the scenario took too long"
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     reader = OutputReader(dep, ["compensation"], isolation_level=isolation)
-    publisher = threading.Thread(target=publish_records, args=(dep, records), daemon=True)
+    publisher = threading.Thread(target=publish_records, args=(dep, traffic), daemon=True)
     publisher.start()
     rng = random.Random(guarantee)
     kills = 0
