@@ -177,11 +177,12 @@ def preload_rows(charter: Any, changelog: str, part: Partitioner, first: int, la
     """Changelog rows of the subscribers ``first``..``last - 1`` after the same rounds of events as the input.
 
     The state is made by the core itself (``Engine.apply`` of the validated events) and encoded by the worker's
-    own persistence code (``Live._persist_main``), so the rows are those the worker would have written.
+    own persistence code (``streams.live.changelog.subscriber_rows``), so the rows are those the worker would have
+    written.
     """
     from schemas.inputs import parse_input
     from streams.core import Engine
-    from streams.live import Live
+    from streams.live.changelog import subscriber_rows
 
     engines = [Engine(charter, track_dirty=True) for _ in range(part.n)]
     at = iso(end_us - span_us)
@@ -194,7 +195,7 @@ def preload_rows(charter: Any, changelog: str, part: Partitioner, first: int, la
             engine.apply(topic, parse_input(topic, orjson.loads(fmt % (f"r{r}-{i}", at, key))))
         if len(engine.dirty_subscribers) >= 5000 or i == last - 1:
             for q, e in enumerate(engines):
-                for k, v in Live._persist_main(None, q, e):  # type: ignore[arg-type]
+                for k, v in subscriber_rows(q, e):
                     yield changelog, q, k, v
                 e.subscribers.clear()
                 e._heap.clear()

@@ -147,7 +147,8 @@ def child_core(path: str, repeat: int) -> dict[str, Any]:
     """Stage by stage, each the best of ``repeat``: read, orjson, validation, core, serialization; state size."""
     from streams.charter import load_charter
     from streams.core import Engine, to_us
-    from streams.replay import format_record, parse_line, stamp
+    from streams.records import stamp
+    from streams.replay import format_record, parse_line
 
     charter = load_charter()
     res: dict[str, Any] = {}

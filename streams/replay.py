@@ -6,55 +6,16 @@ Lines are applied in file order under the event-time clock: before each event th
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from schemas.inputs import INPUT_TOPICS, KEY_FIELD, parse_input
+from schemas.inputs import KEY_FIELD
 from streams.charter import Charter
 from streams.core import Engine, Output, to_us
-
-
-def describe_error(err: Exception) -> str:
-    """A short, field-naming reason for ``dead-letter``."""
-    if isinstance(err, ValidationError):
-        parts = []
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            parts.append(f"{loc}: {e['msg']}" if loc else e["msg"])
-        return "; ".join(parts)
-    return f"{type(err).__name__}: {err}"
-
-
-def raw_text(raw: bytes | str | None) -> tuple[str | None, str]:
-    """The raw value as UTF-8 text, or base64 when it is not UTF-8."""
-    if raw is None or isinstance(raw, str):
-        return raw, "utf-8"
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
-
-
-def dead_letter(topic: str | None, partition: int | None, offset: int | None, key: Any, raw: bytes | str | None,
-                error: str) -> Output:
-    text, encoding = raw_text(raw)
-    k = key.decode("utf-8", "replace") if isinstance(key, bytes) else (None if key is None else str(key))
-    return ("dead-letter", k, {"source_topic": topic, "partition": partition, "offset": offset, "value": text,
-                               "value_encoding": encoding, "error": error})
-
-
-def decode_event(topic: str, value: Any) -> Any:
-    """Validate a decoded value of an input topic; raises on anything SPEC section 1 sends to dead-letter."""
-    if topic not in INPUT_TOPICS:
-        raise ValueError(f"unknown input topic {topic!r}")
-    if not isinstance(value, dict):
-        raise ValueError(f"a message value must be a JSON object, not {type(value).__name__}")
-    return parse_input(topic, value)
+from streams.records import dead_letter, decode_event, describe_error, stamp
 
 
 def parse_line(line: bytes | str, lineno: int) -> tuple[str, Any] | Output:
@@ -75,13 +36,6 @@ def parse_line(line: bytes | str, lineno: int) -> tuple[str, Any] | Output:
         if key is None and isinstance(value, dict):
             key = value.get(KEY_FIELD.get(topic, "customer_id"))
         return dead_letter(topic, None, lineno, key, orjson.dumps(value), describe_error(e))
-
-
-def stamp(out: Output) -> Output:
-    """Add ``emitted_at`` (wall clock) to compensations: the one field that replay and live may not share."""
-    if out[0] == "compensation":
-        out[2]["emitted_at"] = datetime.now(UTC).isoformat()
-    return out
 
 
 def replay(lines: Iterable[bytes | str], charter: Charter, until: int | None = None) -> Iterator[Output]:

@@ -1,6 +1,6 @@
 """Acks are released per topic-partition in offset order (issue 13): a message done early waits for those before it."""
 
-from streams.live import InOrderAcks
+from streams.live.acks import InOrderAcks
 
 
 def test_a_message_done_early_is_acked_only_after_every_earlier_one_of_its_partition():

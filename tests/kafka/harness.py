@@ -21,9 +21,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.charter import Charter, load_charter
-from streams.live import OUTPUT_TOPICS
 from streams.producer import publish
 from streams.replay import replay
+from streams.topics import OUTPUT_TOPICS
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS_CHARTER = str(REPO / "tests" / "charters" / "alice-2007-seconds-test.yaml")

@@ -22,6 +22,7 @@ from streams.core.timeutil import to_us
 from streams.gen import generate
 from streams.producer import record_key
 from streams.replay import replay
+from streams.topics import CLOCK_TOPIC, OUTPUT_TOPICS
 from tests.kafka.harness import OutputReader, lines_of, publish_records, wait_for
 
 HORIZON = 40.0  # seconds after the last event: the seconds charter's longest deadline (30 d first month) and KPI
@@ -38,8 +39,7 @@ def input_lag(dep) -> int:
         try:
             offsets = await admin.list_consumer_group_offsets(dep.env["CHARTER_APP_ID"])
             inputs = [t for t in await consumer.topics() if t.startswith(dep.prefix) and not t.endswith(
-                ("compensation", "billing", "claim-decision", "hotline-breach", "hotline-kpi", "sla-alert",
-                 "dead-letter", "charter-clock"))]
+                (*OUTPUT_TOPICS, CLOCK_TOPIC))]
             parts = [tp for tp in (await _partitions(consumer, inputs))]
             ends = await consumer.end_offsets(parts)
             return sum(ends[tp] - (offsets[tp].offset if tp in offsets else 0) for tp in parts)

@@ -27,13 +27,14 @@ if FAIL_ON:
     engine.Engine.apply = _failing_apply
 
 if SLOW_CALLS:
-    from streams import live
+    from streams.live import app
+    from streams.topics import CALL_TOPIC
 
-    _decode = live.Live._decode
+    _decode = app.Live._decode
 
     async def _slow_decode(self, message, topic):
-        if topic == live.CALL_TOPIC:
+        if topic == CALL_TOPIC:
             await asyncio.sleep(SLOW_CALLS)
         return await _decode(self, message, topic)
 
-    live.Live._decode = _slow_decode
+    app.Live._decode = _slow_decode

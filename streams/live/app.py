@@ -1,0 +1,245 @@
+"""The faust app: topics, agents, the clock, and the worker command. Wiring only: the partition tasks' lifecycle is
+in tasks.py, writes in sink.py, read progress in progress.py, state rows in changelog.py.
+
+Topology (one consumer group of identical workers):
+
+- ``charter_main`` consumes the customer-keyed input topics and ``charter-clock``, all co-partitioned. Each
+  partition number p has one task (engine + merger, streams/core/task.py) whose state lives in partition p of the
+  compacted changelog ``{app_id}-subscribers-changelog``. Every worker sends a tick to each ``charter-clock``
+  partition it owns every ``tick_interval``; a tick makes the task of that partition step inside stream iteration,
+  so deadlines fire on the worker owning the subscriber, from its state, with no scan of all subscribers.
+- ``call-queue`` is keyed by call_id but the KPI is per queue and must not depend on partitioning, so
+  ``forward_calls`` validates each call event and repartitions it to ``charter-hotline`` (one partition), tagged
+  with its source partition. The clock timer also sends, for every source partition it has fully forwarded, a
+  watermark record into ``charter-hotline``; ``hotline`` merges the sources by event time and uses the smallest
+  watermark as its wall clock. Hotline state lives in ``{app_id}-hotline-changelog``.
+
+Ordering and lag (SPEC section 5): a source is *idle* when everything appended to it has reached the task; while
+any source is not idle the task merges by ``occurred_at`` under event time, and only a fully idle task moves to
+the wall clock, taken as the time of the last fetch of its sources (everything appended before it has been read).
+
+Delivery: docs/reliability.md (outputs, then rows, then acks in offset order per topic-partition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from streams.charter import Charter
+from streams.core import to_us
+from streams.live.progress import ConsumerView, ReadProgress, use_read_committed
+from streams.live.sink import Sink
+from streams.live.tasks import Tasks
+from streams.records import INVALID, decode_event, decode_message, describe_error
+from streams.settings import Settings
+from streams.topics import CALL_TOPIC, CLOCK_TOPIC, CUSTOMER_TOPICS, HOTLINE_TOPIC
+
+log = logging.getLogger("charter.live")
+
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+class Live:
+    """The faust app of one worker and its partition tasks."""
+
+    def __init__(self, settings: Settings, charter: Charter) -> None:
+        self.settings = settings
+        self.charter = charter
+        n = settings.partitions
+        self.app = app = faust.App(
+            settings.app_id,
+            broker=settings.broker_url,
+            datadir=str(settings.data_dir),
+            topic_partitions=n,
+            topic_replication_factor=settings.replication_factor,
+            # exactly-once is ours (docs/reliability.md): faust's own transactions do not cover our output topics
+            processing_guarantee="at_least_once",
+            web_enabled=settings.web_port is not None,
+            web_port=settings.web_port or 6066,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.session_timeout,
+            consumer_group_instance_id=settings.instance_id or None,
+            broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
+            broker_rebalance_timeout=max(settings.session_timeout * 2, 10.0),
+            broker_commit_interval=1.0,
+            # there are no faust tables (state is ours); a standby count > 0 keeps faust's own assignor, which
+            # co-partitions the agent's topics (without tables it falls back to round robin)
+            table_standby_replicas=1,
+            producer_acks=-1,
+            # a few ms of linger batches the changelog rows and outputs of a flush into few requests
+            producer_linger=0.005,
+            producer_max_batch_size=256 * 1024,
+            # a dead letter carries the raw value (base64 when not UTF-8): room for a large bad message
+            producer_max_request_size=16 * 1024 * 1024,
+            stream_wait_empty=False,
+        )
+        t = settings.topic
+        self.clock_name, self.hotline_name, self.call_name = t(CLOCK_TOPIC), t(HOTLINE_TOPIC), t(CALL_TOPIC)
+        self.customer_names = [t(name) for name in CUSTOMER_TOPICS]
+        self.main_topic = app.topic(*self.customer_names, self.clock_name, partitions=n, **RAW)
+        self.call_topic = app.topic(self.call_name, partitions=n, **RAW)
+        self.hotline_topic = app.topic(self.hotline_name, partitions=1, **RAW)
+        self.clock_topic = app.topic(self.clock_name, partitions=n, **RAW)
+        self.eos = settings.processing_guarantee == "exactly_once"
+        if self.eos:
+            # The same changelog topics, written in our transactions and read with read_committed. (Faust's own
+            # table recovery could not read them: it waits for the high watermark, which a read_committed
+            # consumer never reaches past a transaction marker.)
+            use_read_committed()
+        self.view = ConsumerView(app)
+        self.progress = ReadProgress(self.view)
+        self.sink = Sink(settings, lambda *args: app.producer.send(*args))
+        self.tasks = Tasks(settings, charter, self.sink, exactly_once=self.eos)
+        self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
+        self.hotline_wm: dict[int, int] = {}
+        self._unprefixed: dict[str, str] = {}
+
+        app.agent(self.main_topic, name="charter_main")(self._main_agent)
+        app.agent(self.call_topic, name="forward_calls")(self._forward_agent)
+        app.agent(self.hotline_topic, name="hotline")(self._hotline_agent)
+        app.timer(settings.tick_interval, name="charter_clock")(self._tick)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    async def _on_revoked(self, app: faust.App, revoked: Iterable[TP], **kwargs: Any) -> None:
+        """Forget every task and every read progress, whatever ``revoked`` lists (tasks.Tasks.revoke)."""
+        self.progress.clear()
+        await self.tasks.revoke()
+
+    def _topic_name(self, topic: str) -> str:
+        """The spec's name of one of our (prefixed) topics."""
+        name = self._unprefixed.get(topic)
+        if name is None:
+            name = self._unprefixed[topic] = self.settings.unprefixed(topic)
+        return name
+
+    async def _decode(self, message: Any, topic: str) -> Any:
+        """Validated event, or None after sending the message to dead-letter."""
+        try:
+            return decode_message(topic, message.value)
+        except INVALID as e:
+            await self.sink.dead_letter(message, describe_error(e))
+            return None
+
+    # ------------------------------------------------------------ agents
+
+    async def _main_agent(self, stream: Any) -> None:
+        tasks, progress = self.tasks, self.progress
+        async for event in stream.noack().events():
+            message = event.message
+            tp = message.tp
+            if not self.view.owns(tp):
+                continue  # delivered after its partition was revoked: the new owner processes it, not us
+            p = message.partition
+            lt = tasks.main.get(p) or await tasks.main_task(p, stream.ack)
+            if lt is None:
+                continue  # a rebalance came while its state was read: as for a revoked partition
+            if message.topic == self.clock_name:
+                await stream.ack(event)
+                await self._step_main(p, lt)
+                continue
+            progress.received(tp, message.offset)
+            topic = self._topic_name(message.topic)
+            held = lt.acks.received(tp, event)
+            ev = await self._decode(message, topic)
+            if ev is None:
+                await tasks.ack(lt, [held])  # once every message before it on its partition is applied
+                continue
+            lt.task.push(tp, to_us(ev.occurred_at), topic, ev, held)
+            # Events wait in the task's buffers until the next tick (every tick_interval) or until enough have
+            # arrived since the last step: stepping and flushing once per batch, not per event, is where the
+            # throughput comes from. (Counting what is buffered instead would step on every event while a
+            # blocked merge holds many.)
+            lt.pushed += 1
+            if lt.pushed >= self.settings.flush_every:
+                await self._step_main(p, lt)
+
+    async def _step_main(self, p: int, lt: Any) -> None:
+        read_until = {tp: self.progress.read_until(tp) for tp in (TP(t, p) for t in self.customer_names)}
+        flushed = await self.tasks.step(lt, read_until, time.time_ns() // 1000)
+        self.tasks.forget_if_fenced(flushed, lt, p)
+
+    async def _forward_agent(self, stream: Any) -> None:
+        # In batches: take_events acks a batch only after this body, which awaits every send's delivery.
+        async for events in stream.take_events(self.settings.flush_every, within=self.settings.tick_interval / 2):
+            generation = self.tasks.generation
+            futures = []
+            for event in events:
+                message = event.message
+                ev = await self._decode(message, CALL_TOPIC)
+                if ev is not None:
+                    value = orjson.dumps({"s": message.partition, "v": orjson.loads(message.value)})
+                    futures.append(await self.hotline_topic.send(key=ev.queue.encode(), value=value, partition=0))
+            await asyncio.gather(*futures)
+            if generation != self.tasks.generation:
+                continue  # a rebalance came meanwhile: this read progress is of an assignment that is gone
+            for event in events:
+                self.progress.received(event.message.tp, event.message.offset)
+
+    async def _hotline_agent(self, stream: Any) -> None:
+        tasks = self.tasks
+        async for event in stream.noack().events():
+            if not self.view.owns(event.message.tp):
+                continue  # delivered after its partition was revoked
+            lt = tasks.hotline
+            if lt is None:
+                lt = await tasks.hotline_task(stream.ack)
+                if lt is None:
+                    continue  # a rebalance came while its state was read
+                self.hotline_sources = {s: False for s in range(self.settings.partitions)}
+                self.hotline_wm = {}
+            rec = orjson.loads(event.message.value)
+            s = rec["s"]
+            held = lt.acks.received(event.message.tp, event)
+            if "wm" in rec:
+                self.hotline_sources[s] = True  # nothing of s after this watermark is in flight
+                self.hotline_wm[s] = rec["wm"] * 1000
+                # acked once the calls before it (of any source: one partition) are applied and written
+                await tasks.ack(lt, [held])
+            else:
+                self.hotline_sources[s] = False
+                ev = decode_event(CALL_TOPIC, rec["v"])
+                lt.task.push(s, to_us(ev.occurred_at), CALL_TOPIC, ev, held)
+                lt.pushed += 1
+                if lt.pushed < self.settings.flush_every:
+                    continue  # stepped at the next watermark record (every tick) or when enough have arrived
+            # a source is read up to its last watermark only while no record of it came after that watermark
+            read_until = {s: (self.hotline_wm.get(s) if idle else None) for s, idle in self.hotline_sources.items()}
+            flushed = await tasks.step(lt, read_until, time.time_ns() // 1000)
+            tasks.forget_if_fenced(flushed, lt, None)
+
+    # ------------------------------------------------------------ time
+
+    async def _tick(self) -> None:
+        """Clock ticks for the partitions this worker owns, and watermarks of the call partitions it forwards."""
+        sends = []
+        for tp in self.view.assignment():
+            if tp.topic == self.clock_name:
+                sends.append(self.clock_topic.send(key=None, value=b"", partition=tp.partition))
+            elif tp.topic == self.call_name and self.progress.idle(tp):
+                fetched = self.view.fetched_at_ms(tp)
+                if fetched is not None:
+                    wm = orjson.dumps({"s": tp.partition, "wm": fetched})
+                    sends.append(self.hotline_topic.send(key=None, value=wm, partition=0))
+        if sends:
+            await asyncio.gather(*sends)
+
+
+def run_worker(settings: Settings, charter: Charter) -> None:
+    """Run one worker until interrupted (the ``charter worker`` command)."""
+    from streams.topics import ensure_topics
+
+    ensure_topics(settings)
+    live = Live(settings, charter)
+    worker = faust.Worker(live.app, loglevel=settings.log_level, quiet=True)
+    started = time.monotonic()
+    log.info("worker starting (%s)", settings.broker_url)
+    worker.execute_from_commandline()
+    log.info("worker stopped after %.0f s", time.monotonic() - started)

@@ -1,0 +1,128 @@
+"""Read progress of the worker's input partitions: what has reached us, what is still unread, and whether a
+partition is ours. The ONLY module that touches private attributes of faust-streaming or aiokafka.
+
+Read against faust-streaming 0.15.3 and aiokafka 0.14.0 (the range pinned in pyproject.toml);
+``PRIVATE_ATTRIBUTES`` lists every one, and tests/test_live_private.py fails naming the one that is gone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (owner, attribute): what this module reads or patches. Checked by a test against the installed versions.
+PRIVATE_ATTRIBUTES = (
+    ("faust.transport.consumer.Consumer", "_committed_offset"),
+    ("faust.transport.drivers.aiokafka.Consumer", "_thread"),
+    ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_ensure_consumer"),
+    ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_create_worker_consumer"),
+    ("aiokafka.AIOKafkaConsumer", "_subscription"),
+    ("aiokafka.AIOKafkaConsumer", "_isolation_level"),
+    ("aiokafka.consumer.subscription_state.SubscriptionState", "reassignment_in_progress"),
+)
+
+
+class ConsumerView:
+    """What the worker reads of the consumer's state, through faust's consumer and the aiokafka consumer under it.
+
+    The adapter's other modules depend on this interface only (tests give them a fake)."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._aiokafka_consumer: Any = None
+
+    def _aiokafka(self) -> Any:
+        if self._aiokafka_consumer is None:
+            self._aiokafka_consumer = self._app.consumer._thread._ensure_consumer()
+        return self._aiokafka_consumer
+
+    def highwater(self, tp: Any) -> int | None:
+        """The high watermark of ``tp`` as of the consumer's last fetch of it (None before one)."""
+        return self._aiokafka().highwater(tp)
+
+    def fetched_at_ms(self, tp: Any) -> int | None:
+        """When the consumer last fetched ``tp`` (ms since the epoch; None before one)."""
+        return self._aiokafka().last_poll_timestamp(tp)
+
+    def committed(self, tp: Any) -> int | None:
+        """The committed offset faust seeked ``tp`` to (filled in asynchronously after an assignment)."""
+        return self._app.consumer._committed_offset.get(tp)
+
+    def owns(self, tp: Any) -> bool:
+        """``tp`` is assigned to us now and no rebalance is under way.
+
+        Asked of aiokafka's own assignment (a frozenset it keeps; faust's ``consumer.assignment()`` copies it into a
+        new set per call, too costly per message). During a rebalance (from aiokafka's join preparation, before the
+        revoke, until the new assignment is set) aiokafka still holds the old assignment, and a message from before
+        the revoke can still reach an agent: the caller skips it, unacked (after the rebalance faust seeks every
+        assigned partition back to its committed offset, so it comes again to whoever owns it then).
+
+        Not a copy kept from faust's ``on_partitions_assigned`` signal: faust sends it at the end of its rebalance
+        handling, while the consumer thread already has the new assignment, so the first messages of a new
+        assignment may reach the agent before it (the exactly-once crash test failed once on such a version)."""
+        consumer = self._aiokafka()
+        return not consumer._subscription.reassignment_in_progress and tp in consumer.assignment()
+
+    def assignment(self) -> set[Any]:
+        """faust's view of the current assignment (a copy), for the clock ticks; empty before the consumer starts."""
+        try:
+            return self._app.consumer.assignment()
+        except Exception:  # not started yet
+            return set()
+
+
+class ReadProgress:
+    """Per input topic-partition: the offset after the last message that reached us, and from it, idleness."""
+
+    def __init__(self, view: ConsumerView) -> None:
+        self.view = view
+        self._next: dict[Any, int] = {}  # tp -> offset after the last message received since the assignment
+
+    def received(self, tp: Any, offset: int) -> None:
+        self._next[tp] = offset + 1
+
+    def clear(self) -> None:
+        """Forget everything (a rebalance: progress kept of a partition that went away would be stale if it came
+        back, behind what its other owner committed)."""
+        self._next.clear()
+
+    def idle(self, tp: Any) -> bool:
+        """Nothing appended to ``tp`` (as of the consumer's last fetch of it) is still unread by us."""
+        hw = self.view.highwater(tp)
+        if hw is None:
+            return False
+        nxt = self._next.get(tp)
+        if nxt is None:
+            # Nothing received since assignment: we start at the committed offset. Read it each time, since
+            # faust fills it in asynchronously after the assignment (an early read would say 0: not idle, wait).
+            nxt = self.view.committed(tp) or 0
+        return nxt >= hw
+
+    def read_until(self, tp: Any) -> int | None:
+        """The instant (µs) up to which everything appended to ``tp`` has reached us (the consumer's last fetch of
+        it, if we are at its high watermark), or None while we are behind."""
+        if not self.idle(tp):
+            return None
+        ms = self.view.fetched_at_ms(tp)
+        return None if ms is None else ms * 1000
+
+
+def use_read_committed() -> None:
+    """Exactly-once: faust's consumer reads with read_committed (inputs, and changelogs during recovery).
+
+    Faust only does this in its own exactly_once mode, whose transactions cannot cover our output topics
+    (docs/reliability.md), so the isolation level is set on the consumer it creates.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    thread_cls = driver.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_charter_read_committed", False):
+        return
+    create = thread_cls._create_worker_consumer
+
+    def create_read_committed(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._isolation_level = "read_committed"  # read by AIOKafkaConsumer.start() to build its fetcher
+        return consumer
+
+    thread_cls._create_worker_consumer = create_read_committed
+    thread_cls._charter_read_committed = True

@@ -1,0 +1,239 @@
+"""Partition tasks: the lifecycle of each partition's core Task in the worker (Kafka Streams' processor verbs).
+
+- load: when a partition's first message arrives, its state is read from its changelog into a fresh engine
+  (exactly-once: after starting its transactional producer, which fences the previous owner);
+- push / step: input goes into the task's merge buffers; a step applies what may be applied (streams/core/task.py);
+- flush: what the steps produced is written by the sink in the background, one flush at a time per task (its
+  changelog rows must land in order), and the input it covered is acked after (InOrderAcks);
+- forget: a rebalance drops every task; nothing started before it writes or acks after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from streams.charter import Charter
+from streams.core import Engine, Output
+from streams.core.task import Step, Task
+from streams.live.acks import Held, InOrderAcks
+from streams.live.changelog import (
+    Restore,
+    Row,
+    hotline_rows,
+    read_changelog,
+    restore_hotline,
+    restore_subscribers,
+    subscriber_rows,
+)
+from streams.live.sink import Batch, Sink
+from streams.settings import Settings
+from streams.topics import HOTLINE_TABLE, SUBSCRIBERS_TABLE, changelog_name
+
+log = logging.getLogger("charter.live")
+
+Ack = Callable[[Any], Awaitable[Any]]  # acks one input event (faust: the agent's stream.ack)
+ReadChangelog = Callable[[Settings, TopicPartition], Awaitable[dict[bytes, bytes]]]
+TxnFactory = Callable[[str], Any]  # transactional id -> a transactional producer, not started
+RowsOf = Callable[[Engine], list[Row]]
+
+
+class LiveTask:
+    """A core Task plus what the adapter needs to flush it: pending outputs and messages to ack."""
+
+    def __init__(self, engine: Engine, changelog: TopicPartition, rows: RowsOf, ack: Ack, txn: Any = None) -> None:
+        self.task = Task(engine)
+        self.changelog = changelog
+        self.rows = rows  # the changelog rows of what changed since the last flush
+        self.ack = ack
+        self.txn = txn  # exactly-once: this partition's transactional producer
+        self.out: list[Output] = []
+        self.to_ack: list[Held] = []
+        self.failed: list[tuple[Held, Exception]] = []
+        self.pushed = 0  # events pushed since the last step
+        self.flushing: asyncio.Future | None = None  # the flush in flight, if any
+        self.dropped = False  # its partition was revoked: it must write and ack nothing more
+        self.acks = InOrderAcks()
+
+    def absorb(self, step: Step) -> None:
+        self.out += step.out
+        self.to_ack += step.applied
+        self.failed += step.failed
+
+    def take(self, rows: list[Row]) -> Batch:
+        batch = Batch(self.out, rows, self.to_ack, self.failed)
+        self.out, self.to_ack, self.failed = [], [], []
+        return batch
+
+
+class Tasks:
+    """The worker's partition tasks: one per owned input partition number, and the hotline task."""
+
+    def __init__(self, settings: Settings, charter: Charter, sink: Sink, *, exactly_once: bool,
+                 read: ReadChangelog = read_changelog, txn_factory: TxnFactory | None = None) -> None:
+        self.settings = settings
+        self.charter = charter
+        self.sink = sink
+        self.eos = exactly_once
+        self._read = read
+        self._txn_factory = txn_factory or self._transactional_producer
+        self.main: dict[int, LiveTask] = {}
+        self.hotline: LiveTask | None = None
+        self.subscribers_changelog = changelog_name(settings, SUBSCRIBERS_TABLE)
+        self.hotline_changelog = changelog_name(settings, HOTLINE_TABLE)
+        # Rebalances so far. Whatever was started before one (a changelog read, a batch of forwarded calls) must
+        # not leave anything behind after it: a task or read progress from before belongs to an assignment that is
+        # gone (tests/kafka/test_live.py::test_a_worker_leaving_after_the_last_event_leaves_no_window_open).
+        self.generation = 0
+        self._background: set[asyncio.Future] = set()
+
+    def _transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers or "127.0.0.1:9092",
+                                transactional_id=transactional_id, acks="all", linger_ms=5,
+                                max_request_size=16 * 1024 * 1024)
+
+    # ------------------------------------------------------------ load
+
+    async def _load(self, changelog: TopicPartition, txn_id: str, restore: Restore, rows: RowsOf, ack: Ack
+                    ) -> LiveTask | None:
+        """A task whose engine holds the stored rows of one state partition, with (exactly-once) its transactional
+        producer; None if a rebalance came while it was read.
+
+        Exactly-once: the producer is started first, which fences a previous owner of the partition and aborts
+        its open transaction; only then is the changelog read, with read_committed, to its end.
+        """
+        generation = self.generation
+        txn = None
+        if self.eos:
+            txn = self._txn_factory(txn_id)
+            await txn.start()
+        engine = Engine(self.charter, track_dirty=True)
+        restore(engine, (await self._read(self.settings, changelog)).items())
+        engine.rebuild_deadlines()
+        lt = LiveTask(engine, changelog, rows, ack, txn)
+        if generation != self.generation:
+            self.drop(lt)  # loaded for an assignment that is gone
+            return None
+        return lt
+
+    async def main_task(self, p: int, ack: Ack) -> LiveTask | None:
+        """Partition ``p``'s task, loaded from its changelog if need be; None if a rebalance came meanwhile."""
+        lt = self.main.get(p)
+        if lt is None:
+            lt = await self._load(TopicPartition(self.subscribers_changelog, p),
+                                  f"{self.settings.app_id}-charter-{p}", restore_subscribers(p),
+                                  partial(subscriber_rows, p), ack)
+            if lt is None:
+                return None
+            self.main[p] = lt
+            log.info("partition %d: %d subscribers loaded", p, len(lt.task.engine.subscribers))
+        return lt
+
+    async def hotline_task(self, ack: Ack) -> LiveTask | None:
+        """The hotline task, loaded from its changelog if need be; None if a rebalance came meanwhile."""
+        if self.hotline is None:
+            lt = await self._load(TopicPartition(self.hotline_changelog, 0), f"{self.settings.app_id}-hotline",
+                                  restore_hotline, hotline_rows, ack)
+            if lt is None:
+                return None
+            self.hotline = lt
+            engine = lt.task.engine
+            log.info("hotline: %d calls, %d windows loaded", len(engine.calls), len(engine.windows))
+        return self.hotline
+
+    # ------------------------------------------------------------ flush
+
+    async def flush(self, lt: LiveTask) -> bool:
+        """Start writing what the task's steps produced since its last flush; False if the task was fenced
+        (exactly-once: a new owner took the partition over) and must be dropped.
+
+        The write runs in the background, so the agent goes on with other partitions and further input while the
+        broker acknowledges. A task's flushes still run one at a time and in order, since its changelog rows must
+        land in the order they were made: a flush waits here for the previous one, and that one's error is raised
+        here, into the agent, before anything after it is acked.
+        """
+        flushing = lt.flushing
+        if flushing is not None:
+            # left in lt.flushing while awaited: a revoke meanwhile awaits it too, before the rebalance goes on
+            try:
+                await flushing
+            finally:
+                if lt.flushing is flushing:
+                    lt.flushing = None
+        if lt.dropped or (self.eos and lt.txn is None):
+            return False
+        batch = lt.take(lt.rows(lt.task.engine))
+        if batch.writes():
+            lt.flushing = asyncio.ensure_future(self._write(lt, batch))
+        else:
+            await self.ack(lt, batch.acks)
+        return True
+
+    async def _write(self, lt: LiveTask, batch: Batch) -> None:
+        """Outputs delivered, then state written, then inputs acked: a crash repeats, never loses."""
+        if self.eos and lt.txn is None:
+            return  # fenced earlier: never write outside a transaction
+        if not await self.sink.write(batch, lt.changelog, lt.txn):
+            self.drop(lt)
+            return
+        await self.ack(lt, batch.acks)
+
+    async def ack(self, lt: LiveTask, done: Iterable[Held]) -> None:
+        """Ack what is done and every message of its topic-partition received before it (InOrderAcks)."""
+        if lt.dropped:
+            return  # its partition was revoked: what it did not ack goes to the next owner
+        for held in done:
+            for event in lt.acks.done(held):
+                await lt.ack(event)
+
+    async def step(self, lt: LiveTask, read_until: dict[Any, int | None], now: int) -> bool:
+        """Apply what may be applied, then flush; False if the task was fenced (the caller forgets it)."""
+        lt.pushed = 0
+        lt.absorb(lt.task.step(read_until, now=now))
+        return await self.flush(lt)
+
+    # ------------------------------------------------------------ forget
+
+    async def revoke(self) -> None:
+        """Forget every task, and let the flushes in flight land first (bounded by the session timeout).
+
+        The rebalance protocol is eager (aiokafka): a revoke is of the whole assignment. The next owner reads a
+        changelog only after every member has given its partitions up, so no row of ours can arrive after it has
+        read (at-least-once has no fencing; docs/reliability.md). Errors of those flushes do not matter here: their
+        input was not acked.
+        """
+        self.generation += 1
+        dropped = [*self.main.values(), *([self.hotline] if self.hotline is not None else [])]
+        self.main.clear()
+        self.hotline = None
+        for lt in dropped:
+            lt.dropped = True  # an agent awaiting its flush will start no further write for it
+        flushing = [lt.flushing for lt in dropped if lt.flushing is not None]
+        if flushing:
+            await asyncio.wait(flushing, timeout=self.settings.session_timeout)
+        for lt in dropped:
+            self.drop(lt)
+
+    def drop(self, lt: LiveTask | None) -> None:
+        """Forget a task's producer; its unacked input will be processed again by the partition's next owner."""
+        if lt is not None and lt.txn is not None:
+            stopping = asyncio.ensure_future(lt.txn.stop())
+            self._background.add(stopping)
+            stopping.add_done_callback(self._background.discard)
+            lt.txn = None
+
+    def forget_if_fenced(self, flushed: bool, lt: LiveTask, p: int | None) -> None:
+        """After a flush that reported a fence: the task is forgotten, so the next message loads the partition
+        again (``p`` None: the hotline)."""
+        if flushed:
+            return
+        if p is None:
+            if self.hotline is lt:
+                self.hotline = None
+        elif self.main.get(p) is lt:
+            self.main.pop(p)
