@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,22 +40,9 @@ def replay(file: str, until: str | None, charter_ref: str | None, progress: bool
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--until") from None
     src = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115 - closed below
-    lines = src
     if progress is None:
         progress = sys.stderr.isatty()
-    if progress:
-        from tqdm import tqdm
-
-        total = None if file == "-" else Path(file).stat().st_size
-        bar = tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, desc="replay")
-
-        def counted(it):
-            for line in it:
-                bar.update(len(line))
-                yield line
-            bar.close()
-
-        lines = counted(src)
+    lines = _with_progress(src, None if file == "-" else Path(file).stat().st_size, "replay", progress)
     out = sys.stdout.buffer
     write = out.write
     try:
@@ -112,6 +100,111 @@ def tail(topics: tuple[str, ...], from_beginning: bool, idle_exit: float | None)
 
     asyncio.run(tail_topics(_settings(), list(topics), from_beginning=from_beginning, idle_exit=idle_exit))
 
+
+
+class _OneLineUsageErrors(click.Command):
+    """A usage error (missing file, bad option) as one ``Error: ...`` line, without the usage banner."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as e:
+            e.ctx = None
+            raise
+
+
+class _UserError(click.ClickException):
+    """A user's mistake found while running: one ``Error: ...`` line, exit code 2 like a usage error."""
+
+    exit_code = 2
+
+
+@main.command(cls=_OneLineUsageErrors)
+@click.argument("file", required=False, type=click.Path(exists=True, allow_dash=True, dir_okay=False, path_type=str))
+@click.option("--from-topics", is_flag=True,
+              help="Read the output topics of a running deployment (CHARTER_* environment) instead of FILE.")
+@click.option("--charter", "charter_ref", default=None,
+              help="Charter name or YAML file (default alice-2007; with --from-topics, CHARTER_CHARTER).")
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+def report(file: str | None, from_topics: bool, charter_ref: str | None, output: str, progress: bool | None) -> None:
+    """Write one self-contained HTML page of figures and totals: from FILE (an event file, replayed under the
+    charter) or, with --from-topics, from the output topics of a deployment."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from streams import report as rep
+
+    if file is not None and from_topics:
+        raise _UserError("give an event FILE or --from-topics, not both")
+    if file is None and not from_topics:
+        raise _UserError("give an event FILE, or --from-topics to read a deployment's output topics")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if from_topics:
+        import logging
+
+        settings = _settings()
+        charter = _report_charter(charter_ref or settings.charter)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a connection failure is reported in one line
+        try:
+            messages, names = asyncio.run(rep.read_topics(settings, progress=progress))
+        except (KafkaError, OSError, TimeoutError) as e:
+            raise _UserError(f"cannot read the topics from {settings.bootstrap_servers or '127.0.0.1:9092'}: "
+                               f"{e}") from None
+        if not any(n != rep.ELEMENT_TOPIC for n in names):
+            raise _UserError(f"no output topic (prefix {settings.topic_prefix!r}) on the broker")
+        records, elements = rep.records_from_messages(messages, settings.unprefixed)
+        if elements is None and rep.ELEMENT_TOPIC in names:
+            elements = {}  # the input topic was read and is empty: elements named by no event, not unread
+        source = f"topics of {settings.bootstrap_servers or '127.0.0.1:9092'}"
+        if settings.topic_prefix:
+            source += f" (prefix {settings.topic_prefix})"
+    else:
+        assert file is not None
+        charter = _report_charter(charter_ref)
+        src = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115 - closed below
+        try:
+            lines = _with_progress(src, None if file == "-" else Path(file).stat().st_size, "replay", progress)
+            records, elements = rep.replay_file(lines, charter)
+        except rep.ReportSourceError as e:
+            raise _UserError(f"{file}: {e}") from None
+        finally:
+            if src is not sys.stdin.buffer:
+                src.close()
+        source = "standard input" if file == "-" else Path(file).name
+    page = rep.render(records, charter=charter, elements=elements, source=source)
+    try:
+        Path(output).write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise _UserError(f"cannot write {output}: {e.strerror or e}") from None
+    click.echo(f"wrote {output} ({len(records):,} output records)", err=True)
+
+
+def _report_charter(ref: str | None):
+    try:
+        return load_charter(ref)
+    except CharterError as e:
+        raise _UserError(f"--charter: {e}") from None
+
+
+def _with_progress(src, total: int | None, desc: str, progress: bool):
+    """Lines of ``src``, counted in bytes on a tqdm bar on stderr when ``progress``."""
+    if not progress:
+        return src
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, desc=desc)
+
+    def counted(it):
+        for line in it:
+            bar.update(len(line))
+            yield line
+        bar.close()
+
+    return counted(src)
 
 
 @main.command()
