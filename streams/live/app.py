@@ -140,7 +140,7 @@ class Live:
             p = message.partition
             lt = tasks.main.get(p) or await tasks.main_task(p, stream.ack)
             if lt is None:
-                continue  # a rebalance came while its state was read: as for a revoked partition
+                continue  # a rebalance came while its state was read (as for a revoked partition), or it is parked
             if message.topic == self.clock_name:
                 await stream.ack(event)
                 await self._step_main(p, lt)
@@ -163,8 +163,7 @@ class Live:
 
     async def _step_main(self, p: int, lt: Any) -> None:
         read_until = {tp: self.progress.read_until(tp) for tp in (TP(t, p) for t in self.customer_names)}
-        flushed = await self.tasks.step(lt, read_until, time.time_ns() // 1000)
-        self.tasks.forget_if_fenced(flushed, lt, p)
+        await self.tasks.step(lt, read_until, time.time_ns() // 1000)
 
     async def _forward_agent(self, stream: Any) -> None:
         # In batches: take_events acks a batch only after this body, which awaits every send's delivery.
@@ -192,7 +191,7 @@ class Live:
             if lt is None:
                 lt = await tasks.hotline_task(stream.ack)
                 if lt is None:
-                    continue  # a rebalance came while its state was read
+                    continue  # a rebalance came while its state was read, or it is parked
                 self.hotline_sources = {s: False for s in range(self.settings.partitions)}
                 self.hotline_wm = {}
             rec = orjson.loads(event.message.value)
@@ -212,8 +211,7 @@ class Live:
                     continue  # stepped at the next watermark record (every tick) or when enough have arrived
             # a source is read up to its last watermark only while no record of it came after that watermark
             read_until = {s: (self.hotline_wm.get(s) if idle else None) for s, idle in self.hotline_sources.items()}
-            flushed = await tasks.step(lt, read_until, time.time_ns() // 1000)
-            tasks.forget_if_fenced(flushed, lt, None)
+            await tasks.step(lt, read_until, time.time_ns() // 1000)
 
     # ------------------------------------------------------------ time
 

@@ -46,7 +46,9 @@ RowsOf = Callable[[Engine], list[Row]]
 class LiveTask:
     """A core Task plus what the adapter needs to flush it: pending outputs and messages to ack."""
 
-    def __init__(self, engine: Engine, changelog: TopicPartition, rows: RowsOf, ack: Ack, txn: Any = None) -> None:
+    def __init__(self, key: int | None, engine: Engine, changelog: TopicPartition, rows: RowsOf, ack: Ack,
+                 txn: Any = None) -> None:
+        self.key = key  # its partition number; None: the hotline
         self.task = Task(engine)
         self.changelog = changelog
         self.rows = rows  # the changelog rows of what changed since the last flush
@@ -57,7 +59,7 @@ class LiveTask:
         self.failed: list[tuple[Held, Exception]] = []
         self.pushed = 0  # events pushed since the last step
         self.flushing: asyncio.Future | None = None  # the flush in flight, if any
-        self.dropped = False  # its partition was revoked: it must write and ack nothing more
+        self.dropped = False  # revoked or failed: it must write and ack nothing more
         self.acks = InOrderAcks()
 
     def absorb(self, step: Step) -> None:
@@ -90,6 +92,8 @@ class Tasks:
         # not leave anything behind after it: a task or read progress from before belongs to an assignment that is
         # gone (tests/kafka/test_live.py::test_a_worker_leaving_after_the_last_event_leaves_no_window_open).
         self.generation = 0
+        # Tasks whose transaction failed (exactly-once), by key, until the next rebalance: see fail()
+        self.parked: set[int | None] = set()
         self._background: set[asyncio.Future] = set()
 
     def _transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
@@ -99,8 +103,8 @@ class Tasks:
 
     # ------------------------------------------------------------ load
 
-    async def _load(self, changelog: TopicPartition, txn_id: str, restore: Restore, rows: RowsOf, ack: Ack
-                    ) -> LiveTask | None:
+    async def _load(self, key: int | None, changelog: TopicPartition, txn_id: str, restore: Restore, rows: RowsOf,
+                    ack: Ack) -> LiveTask | None:
         """A task whose engine holds the stored rows of one state partition, with (exactly-once) its transactional
         producer; None if a rebalance came while it was read.
 
@@ -115,17 +119,20 @@ class Tasks:
         engine = Engine(self.charter, track_dirty=True)
         restore(engine, (await self._read(self.settings, changelog)).items())
         engine.rebuild_deadlines()
-        lt = LiveTask(engine, changelog, rows, ack, txn)
+        lt = LiveTask(key, engine, changelog, rows, ack, txn)
         if generation != self.generation:
             self.drop(lt)  # loaded for an assignment that is gone
             return None
         return lt
 
     async def main_task(self, p: int, ack: Ack) -> LiveTask | None:
-        """Partition ``p``'s task, loaded from its changelog if need be; None if a rebalance came meanwhile."""
+        """Partition ``p``'s task, loaded from its changelog if need be; None if a rebalance came meanwhile or the
+        partition is parked."""
         lt = self.main.get(p)
         if lt is None:
-            lt = await self._load(TopicPartition(self.subscribers_changelog, p),
+            if p in self.parked:
+                return None
+            lt = await self._load(p, TopicPartition(self.subscribers_changelog, p),
                                   f"{self.settings.app_id}-charter-{p}", restore_subscribers(p),
                                   partial(subscriber_rows, p), ack)
             if lt is None:
@@ -135,9 +142,12 @@ class Tasks:
         return lt
 
     async def hotline_task(self, ack: Ack) -> LiveTask | None:
-        """The hotline task, loaded from its changelog if need be; None if a rebalance came meanwhile."""
+        """The hotline task, loaded from its changelog if need be; None if a rebalance came meanwhile or it is
+        parked."""
         if self.hotline is None:
-            lt = await self._load(TopicPartition(self.hotline_changelog, 0), f"{self.settings.app_id}-hotline",
+            if None in self.parked:
+                return None
+            lt = await self._load(None, TopicPartition(self.hotline_changelog, 0), f"{self.settings.app_id}-hotline",
                                   restore_hotline, hotline_rows, ack)
             if lt is None:
                 return None
@@ -148,9 +158,8 @@ class Tasks:
 
     # ------------------------------------------------------------ flush
 
-    async def flush(self, lt: LiveTask) -> bool:
-        """Start writing what the task's steps produced since its last flush; False if the task was fenced
-        (exactly-once: a new owner took the partition over) and must be dropped.
+    async def flush(self, lt: LiveTask) -> None:
+        """Start writing what the task's steps produced since its last flush (nothing once it is dropped).
 
         The write runs in the background, so the agent goes on with other partitions and further input while the
         broker acknowledges. A task's flushes still run one at a time and in order, since its changelog rows must
@@ -165,21 +174,18 @@ class Tasks:
             finally:
                 if lt.flushing is flushing:
                     lt.flushing = None
-        if lt.dropped or (self.eos and lt.txn is None):
-            return False
+        if lt.dropped:
+            return
         batch = lt.take(lt.rows(lt.task.engine))
         if batch.writes():
             lt.flushing = asyncio.ensure_future(self._write(lt, batch))
         else:
             await self.ack(lt, batch.acks)
-        return True
 
     async def _write(self, lt: LiveTask, batch: Batch) -> None:
         """Outputs delivered, then state written, then inputs acked: a crash repeats, never loses."""
-        if self.eos and lt.txn is None:
-            return  # fenced earlier: never write outside a transaction
         if not await self.sink.write(batch, lt.changelog, lt.txn):
-            self.drop(lt)
+            self.fail(lt)
             return
         await self.ack(lt, batch.acks)
 
@@ -191,11 +197,11 @@ class Tasks:
             for event in lt.acks.done(held):
                 await lt.ack(event)
 
-    async def step(self, lt: LiveTask, read_until: dict[Any, int | None], now: int) -> bool:
-        """Apply what may be applied, then flush; False if the task was fenced (the caller forgets it)."""
+    async def step(self, lt: LiveTask, read_until: dict[Any, int | None], now: int) -> None:
+        """Apply what may be applied, then flush."""
         lt.pushed = 0
         lt.absorb(lt.task.step(read_until, now=now))
-        return await self.flush(lt)
+        await self.flush(lt)
 
     # ------------------------------------------------------------ forget
 
@@ -208,6 +214,7 @@ class Tasks:
         input was not acked.
         """
         self.generation += 1
+        self.parked.clear()
         dropped = [*self.main.values(), *([self.hotline] if self.hotline is not None else [])]
         self.main.clear()
         self.hotline = None
@@ -227,13 +234,22 @@ class Tasks:
             stopping.add_done_callback(self._background.discard)
             lt.txn = None
 
-    def forget_if_fenced(self, flushed: bool, lt: LiveTask, p: int | None) -> None:
-        """After a flush that reported a fence: the task is forgotten, so the next message loads the partition
-        again (``p`` None: the hotline)."""
-        if flushed:
-            return
-        if p is None:
+    def fail(self, lt: LiveTask) -> None:
+        """A flush that did not land (exactly-once: the transaction failed, fenced or not): the task is dropped and
+        its partition parked until the next rebalance: nothing more of it is applied or acked.
+
+        Its consumed but unacked input must be read again before anything after it is applied, or the offsets acked
+        after it would let faust commit past it (streams/live/acks.py). faust offers no safe way to seek back while
+        messages already fetched are still on their way to the agent, so the partition waits for the rebalance
+        (fenced: the new owner's join brings it; docs/reliability.md).
+        """
+        log.warning("%s: its flush did not land; the task is dropped and the partition parked until the next "
+                    "rebalance", "hotline" if lt.key is None else f"partition {lt.key}")
+        lt.dropped = True
+        self.parked.add(lt.key)
+        if lt.key is None:
             if self.hotline is lt:
                 self.hotline = None
-        elif self.main.get(p) is lt:
-            self.main.pop(p)
+        elif self.main.get(lt.key) is lt:
+            del self.main[lt.key]
+        self.drop(lt)

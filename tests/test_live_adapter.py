@@ -1,0 +1,259 @@
+"""The live adapter's own logic, without a broker (tests/live_fakes.py): write ordering, commit points, fencing,
+the rebalance generation check, ownership, idleness and read-until."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from faust.types import TP
+
+from streams.live.progress import ConsumerView, ReadProgress
+from tests.live_fakes import PREFIX, Driver, View
+
+T0 = "2007-05-02T09:30:00+02:00"
+
+
+def claim(event_id: str, customer: str = "C1", fee: int = 4900, proof: str | None = "P1") -> dict:
+    return {"event_id": event_id, "customer_id": customer, "occurred_at": T0, "previous_operator": "Free",
+            "termination_fee_cents": fee, "proof_id": proof}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_flush_delivers_outputs_then_rows_then_acks_the_input():
+    async def scenario():
+        d = Driver()
+        d.quiet(0)
+        await d.run_main([d.message("switch-claim", 0, claim("e1")), d.tick(0)])
+        return d
+
+    d = run(scenario())
+    order = [(kind, topic) for kind, topic, *_ in d.kinds("send", "delivered", "ack")]
+    outputs = {PREFIX + "compensation", PREFIX + "claim-decision"}
+    changelog = d.live.tasks.subscribers_changelog
+    first_row = order.index(("send", changelog))
+    assert all(("delivered", t) in order[:first_row] for t in outputs), order
+    assert order.index(("delivered", changelog)) < order.index(("ack", PREFIX + "switch-claim")), order
+
+
+def test_nothing_is_acked_before_its_outputs_are_delivered():
+    async def scenario():
+        d = Driver()
+        d.quiet(0)
+        d.delivery.hold()
+        await d.live._main_agent(_stream(d, [d.message("switch-claim", 0, claim("e1")), d.tick(0)]))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        before = d.kinds("ack", "delivered")
+        d.delivery.release()
+        await d.settle()
+        return before, d
+
+    before, d = run(scenario())
+    assert [e for e in before if e[1] != PREFIX + "charter-clock"] == []
+    assert ("ack", PREFIX + "switch-claim", 0) in d.log
+
+
+def _stream(d: Driver, events):
+    from tests.live_fakes import Stream
+
+    return Stream(d.log, events)
+
+
+def test_a_dead_letter_is_acked_only_after_the_held_input_before_it():
+    async def scenario():
+        d = Driver()
+        d.quiet(0)
+        stream = _stream(d, [d.message("switch-claim", 0, claim("e1")), d.message("switch-claim", 0, b"not json")])
+        await d.live._main_agent(stream)
+        await d.settle()
+        before_tick = d.kinds("ack")
+        await d.run_main([d.tick(0)])
+        return before_tick, d
+
+    before_tick, d = run(scenario())
+    assert ("send", PREFIX + "dead-letter", None) in d.log
+    assert before_tick == [], "the dead letter was acked while the valid claim before it was still held"
+    acks = [(t, o) for _, t, o in d.kinds("ack") if t == PREFIX + "switch-claim"]
+    assert acks == [(PREFIX + "switch-claim", 0), (PREFIX + "switch-claim", 1)]
+
+
+def test_a_core_failure_is_dead_lettered_in_the_flush_and_acked_in_order(monkeypatch):
+    from streams.core import engine
+
+    apply = engine.Engine.apply
+
+    def failing(self, topic, ev, at=None):
+        if ev.event_id == "bad":
+            raise RuntimeError("boom")
+        return apply(self, topic, ev, at)
+
+    monkeypatch.setattr(engine.Engine, "apply", failing)
+
+    async def scenario():
+        d = Driver()
+        d.quiet(0)
+        await d.run_main([d.message("switch-claim", 0, claim("bad")), d.message("switch-claim", 0, claim("e2")),
+                          d.tick(0)])
+        return d
+
+    d = run(scenario())
+    letters = [e for e in d.kinds("send") if e[1] == PREFIX + "dead-letter"]
+    assert len(letters) == 1
+    acks = [o for _, t, o in d.kinds("ack") if t == PREFIX + "switch-claim"]
+    assert acks == [0, 1]
+
+
+def test_messages_of_partitions_not_owned_are_skipped_unacked():
+    async def scenario():
+        d = Driver()
+        d.quiet(0)
+        d.view.owned = {TP(PREFIX + "charter-clock", 0)}
+        await d.run_main([d.message("switch-claim", 0, claim("e1")), d.tick(0)])
+        return d
+
+    d = run(scenario())
+    assert not [e for e in d.kinds("ack", "send") if e[1] != PREFIX + "charter-clock"]
+
+
+def test_exactly_once_fences_before_reading_and_writes_in_one_transaction():
+    async def scenario():
+        d = Driver("exactly_once")
+        d.quiet(0)
+        await d.run_main([d.message("switch-claim", 0, claim("e1")), d.tick(0)])
+        return d
+
+    d = run(scenario())
+    kinds = [e[0] for e in d.log if e[0] in ("txn-start", "read-changelog", "txn-begin", "txn-commit")
+             or e == ("ack", PREFIX + "switch-claim", 0)]
+    assert kinds.index("txn-start") < kinds.index("read-changelog"), "the changelog was read before fencing"
+    assert kinds.index("txn-commit") < kinds.index("ack")
+    assert not d.kinds("send") or all(e[1] == PREFIX + "charter-clock" for e in d.kinds("send"))
+
+
+def test_a_failed_transaction_parks_the_partition_until_the_next_rebalance():
+    async def scenario():
+        d = Driver("exactly_once")
+        d.quiet(0)
+        await d.run_main([d.message("switch-claim", 0, claim("e1"))])
+        d.producers[0].fail = True
+        await d.run_main([d.tick(0)])  # its transaction fails in the background flush
+        assert 0 not in d.live.tasks.main, "a task whose transaction failed is kept"
+        await d.run_main([d.message("switch-claim", 0, claim("e2")), d.tick(0)])
+        assert len(d.producers) == 1, "a parked partition was loaded again before a rebalance"
+        # offset 0 was consumed by the failed task and never acked: acking 1 would let faust commit past it
+        parked_acks = [o for _, t, o in d.kinds("ack") if t == PREFIX + "switch-claim"]
+        await d.live._on_revoked(d.live.app, [])
+        d.offsets.clear()  # after the rebalance the consumer is at the committed offset again: nothing committed
+        await d.run_main([d.message("switch-claim", 0, claim("e1")), d.message("switch-claim", 0, claim("e2")),
+                          d.tick(0)])
+        return parked_acks, d
+
+    parked_acks, d = run(scenario())
+    assert ("txn-abort", d.producers[0].id) in d.log and d.producers[0].stopped
+    assert parked_acks == []
+    assert len(d.producers) == 2, "the partition was not loaded again after the rebalance"
+    assert [o for _, t, o in d.kinds("ack") if t == PREFIX + "switch-claim"] == [0, 1]
+
+
+def test_a_rebalance_during_a_changelog_read_leaves_no_task_behind():
+    async def scenario():
+        d = Driver()
+        d.quiet(0)
+        d.reading = asyncio.Event()
+        agent = asyncio.ensure_future(d.run_main([d.message("switch-claim", 0, claim("e1"))]))
+        while not d.kinds("read-changelog"):
+            await asyncio.sleep(0)
+        await d.live._on_revoked(d.live.app, [])
+        d.reading.set()
+        await agent
+        return d
+
+    d = run(scenario())
+    assert d.live.tasks.main == {}
+    assert not d.kinds("ack")
+
+
+def test_a_revoke_waits_for_the_flush_in_flight_and_the_dropped_task_acks_nothing():
+    async def scenario():
+        d = Driver()
+        d.quiet(0)
+        d.delivery.hold()
+        await d.live._main_agent(_stream(d, [d.message("switch-claim", 0, claim("e1")), d.tick(0)]))
+        revoke = asyncio.ensure_future(d.live._on_revoked(d.live.app, []))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        waiting = not revoke.done()
+        d.delivery.release()
+        await revoke
+        return waiting, d
+
+    waiting, d = run(scenario())
+    assert waiting, "the revoke did not wait for the flush in flight"
+    assert ("delivered", d.live.tasks.subscribers_changelog, 0) in d.log
+    assert [e for e in d.kinds("ack") if e[1] != PREFIX + "charter-clock"] == []
+
+
+# ------------------------------------------------------------------------------------------------ read progress
+
+
+def test_a_partition_is_idle_once_read_to_the_high_watermark_of_the_last_fetch():
+    view = View()
+    progress = ReadProgress(view)
+    tp = TP("t", 0)
+    assert not progress.idle(tp), "idle before any fetch"
+    view.hw[tp] = 5
+    view.committed_offsets[tp] = 3
+    assert not progress.idle(tp), "idle with unread input after the committed offset"
+    view.committed_offsets[tp] = 5
+    assert progress.idle(tp), "not idle at the committed offset = high watermark (nothing ever received)"
+    progress.received(tp, 4)
+    assert progress.idle(tp)
+    view.hw[tp] = 7
+    assert not progress.idle(tp)
+    progress.clear()
+    assert not progress.idle(tp), "read progress survived a rebalance"
+
+
+def test_read_until_is_the_last_fetch_time_only_while_idle():
+    view = View()
+    progress = ReadProgress(view)
+    tp = TP("t", 0)
+    view.hw[tp] = 1
+    view.fetched_ms[tp] = 1_700_000_000_123
+    assert progress.read_until(tp) is None
+    progress.received(tp, 0)
+    assert progress.read_until(tp) == 1_700_000_000_123_000
+
+
+class _Subscription:
+    reassignment_in_progress = False
+
+
+class _KafkaConsumer:
+    def __init__(self, assigned: set) -> None:
+        self._subscription = _Subscription()
+        self._assigned = frozenset(assigned)
+
+    def assignment(self) -> frozenset:
+        return self._assigned
+
+
+class _App:
+    """faust's app as ConsumerView reads it: app.consumer._thread._ensure_consumer() is the aiokafka consumer."""
+
+    def __init__(self, kafka: _KafkaConsumer) -> None:
+        thread = type("Thread", (), {"_ensure_consumer": lambda _self: kafka})()
+        self.consumer = type("Consumer", (), {"_thread": thread, "_committed_offset": {}})()
+
+
+@pytest.mark.parametrize(("assigned", "rebalancing", "owned"), [(True, False, True), (False, False, False),
+                                                                 (True, True, False)])
+def test_a_partition_is_ours_only_while_assigned_and_no_rebalance_is_under_way(assigned, rebalancing, owned):
+    tp = TP("t", 0)
+    kafka = _KafkaConsumer({tp} if assigned else set())
+    kafka._subscription.reassignment_in_progress = rebalancing
+    assert ConsumerView(_App(kafka)).owns(tp) is owned
