@@ -7,6 +7,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.connection import client_options, start_client
 from streams.settings import Settings
 
 log = logging.getLogger("charter.topics")
@@ -34,8 +35,8 @@ def topic_plan(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
 
 
 async def ensure_topics_async(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers or "127.0.0.1:9092")
-    await admin.start()
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await start_client(admin, settings)
     try:
         existing = set(await admin.list_topics())
         plan = topic_plan(settings)
