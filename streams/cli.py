@@ -22,9 +22,10 @@ def _kafka_line(error: Exception) -> str | None:
     """One line for a Kafka error that escaped a command after its clients connected (an ACL, a lost broker)."""
     if "aiokafka.errors" not in sys.modules:  # no Kafka client ran: not a Kafka error
         return None
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
-    if not isinstance(error, KafkaError):
+    # A connection lost mid-run is not the handshake failure explain() would call it: keep its traceback.
+    if not isinstance(error, KafkaError) or isinstance(error, KafkaConnectionError):
         return None
     from streams.connection import explain
 
