@@ -25,8 +25,13 @@ import orjson
 
 
 def run(bootstrap: str, group: str, out_topic: str, total: int, topics: list[str]) -> None:
-    app = faust.App(group, broker=f"kafka://{bootstrap}", datadir=tempfile.mkdtemp(prefix="faust-ceiling-"),
-                    consumer_auto_offset_reset="earliest", producer_acks=-1, producer_linger=0.005,
+    from streams.connection import faust_options
+    from streams.settings import Settings
+
+    # the environment's CHARTER_* security settings, as the worker takes them
+    app = faust.App(group, **faust_options(Settings(bootstrap_servers=bootstrap)),
+                    datadir=tempfile.mkdtemp(prefix="faust-ceiling-"), consumer_auto_offset_reset="earliest",
+                    producer_acks=-1, producer_linger=0.005,
                     producer_max_batch_size=256 * 1024, stream_wait_empty=False, web_enabled=False,
                     table_standby_replicas=1, topic_disable_leader=True)
     source = app.topic(*topics, key_serializer="raw", value_serializer="raw")

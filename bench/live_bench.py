@@ -208,11 +208,20 @@ def event_bytes(topic: str, event_id: str, at_us: int, key: str, **fields: Any) 
     return orjson.dumps(value)
 
 
+def kafka_options(bootstrap: str) -> dict[str, Any]:
+    """Client options for ``bootstrap`` from streams.connection, with the environment's CHARTER_* security settings
+    (the benchmark's child processes and the worker inherit the same environment)."""
+    from streams.connection import client_options
+    from streams.settings import Settings
+
+    return client_options(Settings(bootstrap_servers=bootstrap))
+
+
 async def produce_batches(bootstrap: str, records: Iterable[tuple[str, int, bytes, bytes]]) -> int:
     """Write records straight into producer batches (no per-message send): acks=1, linger, large batches."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_batch_size=512 * 1024,
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks=1, linger_ms=20, max_batch_size=512 * 1024,
                                 max_request_size=4 * 1024 * 1024)
     await producer.start()
     n = 0
@@ -295,9 +304,9 @@ class Kafka:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
 
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        self.admin = AIOKafkaAdminClient(**kafka_options(self.bootstrap))
         await self.admin.start()
-        self.meta = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        self.meta = AIOKafkaConsumer(**kafka_options(self.bootstrap), group_id=None, enable_auto_commit=False)
         await self.meta.start()
 
     async def close(self) -> None:
@@ -429,9 +438,9 @@ async def ceiling_loop(bootstrap: str, topics: list[str], group: str, out_topic:
     input, commit every second."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(*topics, **kafka_options(bootstrap), group_id=group, enable_auto_commit=False,
                                 auto_offset_reset="earliest", **FAUST_CONSUMER)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **FAUST_PRODUCER)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), **FAUST_PRODUCER)
     await producer.start()
     await consumer.start()
     loads, dumps = orjson.loads, orjson.dumps
@@ -492,7 +501,7 @@ class TopicTail:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+        self.consumer = AIOKafkaConsumer(**kafka_options(self.bootstrap), group_id=None, enable_auto_commit=False,
                                          fetch_max_wait_ms=50)
         await self.consumer.start()
         parts = self.consumer.partitions_for_topic(self.topic) or set()
@@ -775,7 +784,7 @@ class Bench:
         duration = tier1 + mode.window
         tail = TopicTail(self.bootstrap, self.topic("compensation"))
         await tail.start()
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=5)
+        producer = AIOKafkaProducer(**kafka_options(self.bootstrap), acks=1, linger_ms=5)
         await producer.start()
         rng = random.Random(1)
         n_subs = mode.subscribers

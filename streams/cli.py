@@ -10,9 +10,47 @@ import click
 
 from streams.charter import CharterError, load_charter
 from streams.core.timeutil import parse_instant
+from streams.errors import UserFacingError
 
 
-@click.group()
+class _OneLine(click.ClickException):
+    """Printed by click as one ``Error: ...`` line; exit code 2, like a usage error."""
+
+    exit_code = 2
+
+
+def _kafka_line(error: Exception) -> str | None:
+    """One line for a Kafka error that escaped a command after its clients connected (an ACL, a lost broker)."""
+    if "aiokafka.errors" not in sys.modules:  # no Kafka client ran: not a Kafka error
+        return None
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    # A connection lost mid-run is not the handshake failure explain() would call it: keep its traceback.
+    if not isinstance(error, KafkaError) or isinstance(error, KafkaConnectionError):
+        return None
+    from streams.connection import explain
+
+    return explain(error)
+
+
+class _Main(click.Group):
+    """The one place where a command's settings, credential or broker problem becomes one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except UserFacingError as e:
+            raise _OneLine(str(e)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            line = _kafka_line(e)
+            if line is None:
+                raise
+            raise _OneLine(line) from None
+
+
+@click.group(cls=_Main)
 def main() -> None:
     """charter-streams: a quality charter turned into compensations and alerts."""
 
@@ -55,10 +93,16 @@ def replay(file: str, until: str | None, charter_ref: str | None, progress: bool
         out.flush()
 
 
-def _settings(**overrides):
-    from streams.settings import Settings
+# The command-line options that set a setting, so an error names what the user typed.
+_OPTIONS = {"charter": "--charter", "partitions": "--partitions"}
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+def _settings(**overrides):
+    """The settings of a command: CHARTER_* variables, then its options. The only place a command loads them; an
+    invalid or unknown one raises SettingsError, which _Main prints as one line."""
+    from streams.settings import load_settings
+
+    return load_settings(_OPTIONS, **overrides)
 
 
 @main.command()
@@ -66,9 +110,9 @@ def _settings(**overrides):
 @click.option("--partitions", type=int, default=None, help="Partitions of the topics (env CHARTER_PARTITIONS).")
 def worker(charter_ref: str | None, partitions: int | None) -> None:
     """Run one Faust worker of the consumer group (configuration: CHARTER_* environment variables)."""
+    settings = _settings(charter=charter_ref, partitions=partitions)
     from streams.live import run_worker
 
-    settings = _settings(charter=charter_ref, partitions=partitions)
     run_worker(settings, _charter(settings.charter))
 
 
@@ -81,9 +125,9 @@ def produce(file: str, realtime: bool, speed: float) -> None:
     """Publish a replay file's events to the input topics."""
     import asyncio
 
+    settings = _settings()
     from streams.producer import produce_file
 
-    settings = _settings()
     n = asyncio.run(produce_file(settings, file, realtime=realtime, speed=speed))
     click.echo(f"published {n} events", err=True)
 
@@ -96,10 +140,10 @@ def tail(topics: tuple[str, ...], from_beginning: bool, idle_exit: float | None)
     """Print output records of TOPICS as {"topic", "key", "value"} JSON lines."""
     import asyncio
 
+    settings = _settings()
     from streams.producer import tail_topics
 
-    asyncio.run(tail_topics(_settings(), list(topics), from_beginning=from_beginning, idle_exit=idle_exit))
-
+    asyncio.run(tail_topics(settings, list(topics), from_beginning=from_beginning, idle_exit=idle_exit))
 
 
 class _OneLineUsageErrors(click.Command):
@@ -224,6 +268,7 @@ def simulate(subscribers: int, rate: float | None, scale: float, hotline_scale: 
     import asyncio
     from datetime import UTC, datetime, timedelta
 
+    settings = _settings()
     from streams.gen import generate
     from streams.producer import simulate_traffic
 
@@ -231,7 +276,7 @@ def simulate(subscribers: int, rate: float | None, scale: float, hotline_scale: 
     records = generate(subscribers, seed=seed, start=start, scale=scale, days=days, hotline_scale=hotline_scale)
     if progress is None:
         progress = sys.stderr.isatty()
-    n = asyncio.run(simulate_traffic(_settings(), records, rate=rate, progress=progress))
+    n = asyncio.run(simulate_traffic(settings, records, rate=rate, progress=progress))
     click.echo(f"published {n} events", err=True)
 
 
@@ -241,9 +286,10 @@ def simulate(subscribers: int, rate: float | None, scale: float, hotline_scale: 
 def demo(subscribers: int, partitions: int) -> None:
     """The main job on one machine: a broker (the local one when CHARTER_BOOTSTRAP_SERVERS is unset), a worker
     with the seconds-scaled charter, the simulator, and compensations printed as they are emitted."""
+    settings = _settings()
     from streams.demo import run_demo
 
-    run_demo(subscribers=subscribers, partitions=partitions)
+    run_demo(subscribers=subscribers, partitions=partitions, settings=settings)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.connection import client_options, start_client
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,10 +43,10 @@ def _wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 120) -> None
     raise SystemExit(f"the worker did not become ready in {timeout:.0f} s; see {log}")
 
 
-async def _show(bootstrap: str, prefix: str) -> None:
-    consumer = AIOKafkaConsumer(prefix + "compensation", prefix + "sla-alert", bootstrap_servers=bootstrap,
+async def _show(settings: Settings, prefix: str) -> None:
+    consumer = AIOKafkaConsumer(prefix + "compensation", prefix + "sla-alert", **client_options(settings),
                                 group_id=None, auto_offset_reset="earliest", isolation_level="read_committed")
-    await consumer.start()
+    await start_client(consumer, settings)
     total = 0
     try:
         async for m in consumer:
@@ -61,8 +62,8 @@ async def _show(bootstrap: str, prefix: str) -> None:
         await consumer.stop()
 
 
-def run_demo(subscribers: int = 2000, partitions: int = 4) -> None:
-    settings = Settings()
+def run_demo(subscribers: int = 2000, partitions: int = 4, settings: Settings | None = None) -> None:
+    settings = settings or Settings()
     started_broker = not settings.bootstrap_servers
     bootstrap = _start_local_broker() if started_broker else settings.bootstrap_servers
     prefix = f"demo{int(time.time())}."
@@ -90,7 +91,7 @@ def run_demo(subscribers: int = 2000, partitions: int = 4) -> None:
                                        "--subscribers", str(subscribers), "--days", "3600"],
                                       env=env, stdout=sim_log, stderr=subprocess.STDOUT, start_new_session=True))
         _say(f"simulator publishing {subscribers} subscribers' traffic; compensations follow (Ctrl-C to stop)")
-        asyncio.run(_show(bootstrap, prefix))
+        asyncio.run(_show(settings.model_copy(update={"bootstrap_servers": bootstrap}), prefix))
     except KeyboardInterrupt:
         pass
     finally:

@@ -12,12 +12,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.inputs import KEY_FIELD
+from streams.connection import client_options, start_client
 from streams.core.timeutil import parse_instant
 from streams.settings import Settings
-
-
-def _bootstrap(settings: Settings) -> str:
-    return settings.bootstrap_servers or "127.0.0.1:9092"
 
 
 def record_key(topic: str, value: Any, key: Any = None) -> bytes | None:
@@ -80,8 +77,8 @@ def read_replay_file(path: str) -> Iterable[dict[str, Any]]:
 
 
 async def produce_file(settings: Settings, path: str, realtime: bool = False, speed: float = 1.0) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(settings), acks="all", linger_ms=5)
-    await producer.start()
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
+    await start_client(producer, settings)
     try:
         return await publish(producer, read_replay_file(path), realtime=realtime, speed=speed,
                              prefix=settings.topic_prefix)
@@ -91,10 +88,10 @@ async def produce_file(settings: Settings, path: str, realtime: bool = False, sp
 
 async def tail_topics(settings: Settings, topics: list[str], from_beginning: bool = True,
                       idle_exit: float | None = None) -> None:
-    consumer = AIOKafkaConsumer(*[settings.topic(t) for t in topics], bootstrap_servers=_bootstrap(settings),
+    consumer = AIOKafkaConsumer(*[settings.topic(t) for t in topics], **client_options(settings),
                                 group_id=None, auto_offset_reset="earliest" if from_beginning else "latest",
                                 isolation_level="read_committed", enable_auto_commit=False)
-    await consumer.start()
+    await start_client(consumer, settings)
     out = sys.stdout.buffer
     last = time.monotonic()
     try:
@@ -121,8 +118,8 @@ async def simulate_traffic(settings: Settings, records: Iterable[dict[str, Any]]
     """Publish generated records at their own time (absolute occurred_at), or at ``rate`` events/s."""
     from tqdm import tqdm
 
-    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(settings), acks="all", linger_ms=5)
-    await producer.start()
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
+    await start_client(producer, settings)
     bar = tqdm(unit="ev", file=sys.stderr, desc="simulate", disable=not progress)
     try:
         return await publish(producer, records, realtime=rate is None, absolute=True, rate=rate,

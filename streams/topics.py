@@ -52,10 +52,13 @@ def topic_plan(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
 
 
 async def ensure_topics_async(settings: Settings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # here: replay imports the names, not Kafka
+    # imported here: replay imports the names, not Kafka
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers or "127.0.0.1:9092")
-    await admin.start()
+    from streams.connection import client_options, start_client
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await start_client(admin, settings)
     try:
         existing = set(await admin.list_topics())
         plan = topic_plan(settings)

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from streams.charter import Charter
 from streams.core.timeutil import parse_instant
 from streams.producer import record_key
-from tests.kafka.harness import REPO, OutputReader, Worker, diff, normalize, wait_for
+from tests.kafka.harness import REPO, OutputReader, Worker, diff, kafka_options, normalize, wait_for
 
 INPUT_TOPICS = ("line-activation", "box-shipment", "service-status", "call-queue", "switch-claim")
 BIG = 1 << 20  # "1 MB"
@@ -336,15 +336,16 @@ def _occurred_s(rec: dict[str, Any]) -> float | None:
 
 
 def publish_tracked(bootstrap: str, prefix: str, items: Iterable[dict[str, Any] | Poison], realtime: bool = True,
-                    max_request_size: int = 8 << 20) -> list[Any]:
+                    max_request_size: int = 8 << 20, env: Mapping[str, str] | None = None) -> list[Any]:
     """Publish replay records (each when the wall clock reaches its occurred_at) and poisons (right after the
     record before them); return the RecordMetadata (partition, offset) of every item, in order.
 
-    ``max_request_size`` above 1 MB: poisons carry ~1 MB values (the test broker accepts 8 MB).
+    ``max_request_size`` above 1 MB: poisons carry ~1 MB values (the test broker accepts 8 MB). ``env``: the
+    CHARTER_* security settings (default: this process's environment), e.g. a Deployment's ``env``.
     """
 
     async def run() -> list[Any]:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
+        producer = AIOKafkaProducer(**kafka_options(bootstrap, env), acks="all", linger_ms=2,
                                     max_request_size=max_request_size)
         await producer.start()
         try:
@@ -377,9 +378,10 @@ class ResilientPublisher(threading.Thread):
     """
 
     def __init__(self, bootstrap: str, prefix: str, records: list[dict[str, Any]], send_timeout: float = 3.0,
-                 reconnect_timeout: float = 180.0) -> None:
+                 reconnect_timeout: float = 180.0, env: Mapping[str, str] | None = None) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.prefix, self.records = bootstrap, prefix, records
+        self.options = kafka_options(bootstrap, env)
         self.send_timeout, self.reconnect_timeout = send_timeout, reconnect_timeout
         self.acked = 0
         self.failures: list[str] = []  # one line per failed send
@@ -397,7 +399,7 @@ class ResilientPublisher(threading.Thread):
     async def _connect(self) -> AIOKafkaProducer:
         deadline = time.monotonic() + self.reconnect_timeout
         while True:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0,
+            producer = AIOKafkaProducer(**self.options, acks="all", linger_ms=0,
                                         request_timeout_ms=int(self.send_timeout * 1000), retry_backoff_ms=100)
             try:
                 await producer.start()

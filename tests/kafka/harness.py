@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,20 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.charter import Charter, load_charter
+from streams.connection import client_options
 from streams.producer import publish
 from streams.replay import replay
+from streams.settings import settings_from_env
 from streams.topics import OUTPUT_TOPICS
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS_CHARTER = str(REPO / "tests" / "charters" / "alice-2007-seconds-test.yaml")
+
+
+def kafka_options(bootstrap: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Client options for ``bootstrap`` with the CHARTER_* security settings of ``env`` (default: this process's
+    environment), as the worker processes take them."""
+    return client_options(settings_from_env(os.environ if env is None else env, bootstrap_servers=bootstrap))
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -63,6 +71,10 @@ class Deployment:
         }
         self.charter = load_charter(charter)
         self.workers: list[Worker] = []
+
+    def client_options(self) -> dict[str, Any]:
+        """Options of a Kafka client of this deployment: its broker, with its workers' security settings."""
+        return kafka_options(self.bootstrap, self.env)
 
     def worker(self, name: str = "w") -> Worker:
         w = Worker(self, f"{name}{len(self.workers)}")
@@ -140,7 +152,7 @@ class OutputReader:
         self._thread.start()
 
     async def _run(self) -> None:
-        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.dep.bootstrap, group_id=None,
+        consumer = AIOKafkaConsumer(*self.topics, **self.dep.client_options(), group_id=None,
                                     auto_offset_reset="earliest", enable_auto_commit=False,
                                     isolation_level=self.isolation_level, metadata_max_age_ms=1000)
         await consumer.start()
@@ -191,7 +203,7 @@ def expected_outputs(lines: list[bytes], charter: Charter | str, until_us: int) 
 
 def publish_records(dep: Deployment, records: list[dict[str, Any]], realtime: bool = True) -> None:
     async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all", linger_ms=2)
+        producer = AIOKafkaProducer(**dep.client_options(), acks="all", linger_ms=2)
         await producer.start()
         try:
             await publish(producer, records, realtime=realtime, prefix=dep.prefix, absolute=True)

@@ -32,8 +32,8 @@ def input_lag(dep) -> int:
     """Messages of the input topics not yet committed by the worker's consumer group."""
 
     async def run() -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=dep.bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=dep.bootstrap)
+        admin = AIOKafkaAdminClient(**dep.client_options())
+        consumer = AIOKafkaConsumer(**dep.client_options())
         await admin.start()
         await consumer.start()
         try:
