@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from streams.charter import CharterError, load_charter
 from streams.core.timeutil import parse_instant
@@ -114,6 +115,20 @@ def worker(charter_ref: str | None, partitions: int | None) -> None:
     from streams.live import run_worker
 
     run_worker(settings, _charter(settings.charter))
+
+
+@main.command()
+@click.argument("path", default="/ready", type=click.Choice(["/ready", "/healthz"]))
+def health(path: str) -> None:
+    """Ask the worker on this host (CHARTER_WEB_PORT) for /ready or /healthz; exit 0 when it answers 200, 1 when it
+    does not (a container HEALTHCHECK)."""
+    from streams.child import health as ask
+
+    settings = _settings()
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::", "") else settings.web_host
+    status, body = ask(settings.web_port, path, host=host)
+    click.echo(f"{status or 'no answer'} {orjson.dumps(body).decode() if status else body}")
+    sys.exit(0 if status == 200 else 1)
 
 
 @main.command()

@@ -49,7 +49,19 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     tick_interval: float = Field(0.1, gt=0, description="seconds between clock ticks per partition")
     data_dir: Path = Field(Path(".charter-data"), description="Faust data directory (state is in Kafka changelogs)")
-    replication_factor: int = Field(1, ge=1, description="replication factor of topics the worker creates")
+    replication_factor: int | None = Field(
+        None, ge=1, description="replication factor of the topics the worker creates; unset: the broker's "
+        "default.replication.factor")
+    create_topics: bool = Field(
+        True, description="create missing topics at start; false: only check that they exist and are co-partitioned "
+        "(topics pre-created by the platform team, ACLs without create rights)")
+    output_retention: str = Field(
+        "30d", description="retention of the output topics other than compensation (a duration such as 30d, or "
+        "'forever')")
+    compensation_retention: str = Field(
+        "forever", description="retention of the compensation topic: a ledger, kept forever by default")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where the worker starts reading a topic it has no committed offset for")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     flush_every: int = Field(500, ge=1, description="events applied per partition before outputs are flushed")
     topic_prefix: str = Field("", description="prefix of every topic name (namespaces a deployment or a test)")
@@ -57,8 +69,11 @@ class Settings(BaseSettings):
         None, description="static group membership (Kafka group.instance.id): a stable, unique name per worker, e.g. "
         "the pod or host name. A restarted worker then takes its partitions back at once instead of after the "
         "session timeout; a worker that stops holds them until the session timeout")
-    log_level: str = "info"
-    web_port: int | None = Field(None, description="Faust web server port (metrics); unset: no web server")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object a line")
+    web_host: str = Field("127.0.0.1", description="address the web server (/metrics, /healthz, /ready) binds")
+    web_port: int = Field(6066, ge=1, le=65535, description="port of the web server")
+    web_debug_pages: bool = Field(False, description="also serve faust's own table, router and graph pages")
 
     # Connection security: every Kafka client of the project takes these through streams.connection.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -75,6 +90,17 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = Field(None, description="client certificate (PEM), for mutual TLS")
     ssl_keyfile: Path | None = Field(
         None, description="client private key (PEM, unencrypted); unset: the key is in CHARTER_SSL_CERTFILE")
+
+    @field_validator("output_retention", "compensation_retention")
+    @classmethod
+    def _retention(cls, v: str) -> str:
+        retention_ms(v)  # raises with the reason
+        return v
+
+    @field_validator("log_level", "log_format", "auto_offset_reset", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
 
     @field_validator("security_protocol", mode="before")
     @classmethod
@@ -136,6 +162,15 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return ";".join(f"kafka://{s.strip()}" for s in self.bootstrap.split(",") if s.strip())
+
+
+def retention_ms(text: str) -> int:
+    """A retention setting as Kafka's ``retention.ms``: a duration, or 'forever' (-1)."""
+    if text.strip().lower() in ("forever", "infinite", "-1"):
+        return -1
+    from streams.charter import parse_duration
+
+    return parse_duration(text) // 1000
 
 
 def _read_password(path: Path) -> str:

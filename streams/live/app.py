@@ -31,10 +31,14 @@ from typing import Any
 
 import faust
 import orjson
+from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
+from prometheus_client import CollectorRegistry
 
 from streams.charter import Charter
+from streams.connection import faust_options
 from streams.core import to_us
+from streams.live.metrics import Metrics
 from streams.live.progress import ConsumerView, ReadProgress, use_read_committed
 from streams.live.sink import Sink
 from streams.live.tasks import Tasks
@@ -56,15 +60,23 @@ class Live:
         n = settings.partitions
         self.app = app = faust.App(
             settings.app_id,
-            broker=settings.broker_url,
+            **faust_options(settings),
             datadir=str(settings.data_dir),
             topic_partitions=n,
-            topic_replication_factor=settings.replication_factor,
+            # topics are created (or checked) by streams/topics.py before the worker starts, never by faust
+            topic_allow_declare=False,
             # exactly-once is ours (docs/reliability.md): faust's own transactions do not cover our output topics
             processing_guarantee="at_least_once",
-            web_enabled=settings.web_port is not None,
-            web_port=settings.web_port or 6066,
-            consumer_auto_offset_reset="earliest",
+            web_enabled=True,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_router_enabled=settings.web_debug_pages,
+            web_tables_enabled=settings.web_debug_pages,
+            web_graph_enabled=settings.web_debug_pages,
+            web_stats_enabled=settings.web_debug_pages,
+            web_metrics_enabled=settings.web_debug_pages,
+            consumer_auto_offset_reset=settings.auto_offset_reset,
             broker_session_timeout=settings.session_timeout,
             consumer_group_instance_id=settings.instance_id or None,
             broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
@@ -96,8 +108,12 @@ class Live:
             use_read_committed()
         self.view = ConsumerView(app)
         self.progress = ReadProgress(self.view)
-        self.sink = Sink(settings, lambda *args: app.producer.send(*args))
-        self.tasks = Tasks(settings, charter, self.sink, exactly_once=self.eos)
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(charter, self.registry)
+        self.sink = Sink(settings, lambda *args: app.producer.send(*args), self.metrics)
+        self.tasks = Tasks(settings, charter, self.sink, exactly_once=self.eos, metrics=self.metrics,
+                           lag=self._lag)
+        self.joined = False  # an assignment was received since the last revoke
         self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
         self.hotline_wm: dict[int, int] = {}
         self._unprefixed: dict[str, str] = {}
@@ -107,11 +123,60 @@ class Live:
         app.agent(self.hotline_topic, name="hotline")(self._hotline_agent)
         app.timer(settings.tick_interval, name="charter_clock")(self._tick)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_before_shutdown.connect(self._on_shutdown)
+        setup_prometheus_sensors(app, pattern="/metrics", registry=self.registry, name_prefix="faust")
+        app.page("/healthz")(self._healthz)
+        app.page("/ready")(self._ready)
 
     async def _on_revoked(self, app: faust.App, revoked: Iterable[TP], **kwargs: Any) -> None:
         """Forget every task and every read progress, whatever ``revoked`` lists (tasks.Tasks.revoke)."""
+        self.joined = False
         self.progress.clear()
+        self.metrics.forget_partitions()
         await self.tasks.revoke()
+
+    async def _on_assigned(self, app: faust.App, assigned: Iterable[TP], **kwargs: Any) -> None:
+        self.joined = True
+
+    async def _on_shutdown(self, app: faust.App, **kwargs: Any) -> None:
+        """SIGTERM: the fetcher has stopped; let the flushes in flight land, so their acks are in the commit faust
+        makes when its consumer stops (bounded by the session timeout, as a revoke)."""
+        log.info("stopping: waiting for the flushes in flight")
+        await self.tasks.settle()
+
+    def _lag(self, p: int) -> int:
+        """Messages appended to partition ``p``'s input topics (as of the last fetch) that have not reached us."""
+        return sum(self.progress.lag(TP(t, p)) for t in self.customer_names)
+
+    # ------------------------------------------------------------ health
+
+    def readiness(self) -> dict[str, Any]:
+        """Which assigned partitions are not ready (state not loaded, or catching up): empty when all are."""
+        if not self.joined:
+            return {"group": "not joined (starting, or rebalancing)"}
+        waiting: dict[str, Any] = {}
+        for tp in sorted(self.view.assignment()):
+            if tp.topic == self.clock_name:
+                why = self.tasks.not_ready(tp.partition)
+                if why:
+                    waiting[str(tp.partition)] = why
+            elif tp.topic == self.hotline_name:
+                why = self.tasks.not_ready(None)
+                if why:
+                    waiting["hotline"] = why
+        return waiting
+
+    async def _healthz(self, web: Any, request: Any) -> Any:
+        """The process and its event loop answer."""
+        return web.json({"status": "ok"})
+
+    async def _ready(self, web: Any, request: Any) -> Any:
+        """200 when every assigned partition has its state loaded and is not catching up, else 503 naming them."""
+        waiting = self.readiness()
+        if waiting:
+            return web.json({"status": "not ready", "partitions": waiting}, status=503)
+        return web.json({"status": "ready"})
 
     def _topic_name(self, topic: str) -> str:
         """The spec's name of one of our (prefixed) topics."""
@@ -131,7 +196,7 @@ class Live:
     # ------------------------------------------------------------ agents
 
     async def _main_agent(self, stream: Any) -> None:
-        tasks, progress = self.tasks, self.progress
+        tasks, progress, events = self.tasks, self.progress, self.metrics.events
         async for event in stream.noack().events():
             message = event.message
             tp = message.tp
@@ -152,6 +217,7 @@ class Live:
             if ev is None:
                 await tasks.ack(lt, [held])  # once every message before it on its partition is applied
                 continue
+            events.labels(topic).inc()
             lt.task.push(tp, to_us(ev.occurred_at), topic, ev, held)
             # Events wait in the task's buffers until the next tick (every tick_interval) or until enough have
             # arrived since the last step: stepping and flushing once per batch, not per event, is where the
@@ -174,6 +240,7 @@ class Live:
                 message = event.message
                 ev = await self._decode(message, CALL_TOPIC)
                 if ev is not None:
+                    self.metrics.events.labels(CALL_TOPIC).inc()
                     value = orjson.dumps({"s": message.partition, "v": orjson.loads(message.value)})
                     futures.append(await self.hotline_topic.send(key=ev.queue.encode(), value=value, partition=0))
             await asyncio.gather(*futures)
@@ -231,13 +298,18 @@ class Live:
 
 
 def run_worker(settings: Settings, charter: Charter) -> None:
-    """Run one worker until interrupted (the ``charter worker`` command)."""
+    """Run one worker until it is stopped (the ``charter worker`` command): topics created or checked first."""
+    from streams.logs import logging_config, setup_logging
     from streams.topics import ensure_topics
 
+    setup_logging(settings.log_level, settings.log_format)
+    started = time.monotonic()
+    log.info("worker starting (%s, %s, charter %s)", settings.bootstrap, settings.processing_guarantee, charter.name)
     ensure_topics(settings)
     live = Live(settings, charter)
-    worker = faust.Worker(live.app, loglevel=settings.log_level, quiet=True)
-    started = time.monotonic()
-    log.info("worker starting (%s)", settings.broker_url)
-    worker.execute_from_commandline()
-    log.info("worker stopped after %.0f s", time.monotonic() - started)
+    worker = faust.Worker(live.app, loglevel=settings.log_level, quiet=True,
+                          logging_config=logging_config(settings.log_level, settings.log_format))
+    try:
+        worker.execute_from_commandline()
+    finally:
+        log.info("worker stopped after %.0f s", time.monotonic() - started)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.connection import client_options
 from streams.core import Engine
 from streams.core.state import Call, Subscriber, Window
 from streams.settings import Settings
@@ -74,9 +75,8 @@ def restore_hotline(engine: Engine, rows: Iterable[Row]) -> None:
 
 async def read_changelog(settings: Settings, tp: TopicPartition) -> dict[bytes, bytes]:
     """Every committed row of one changelog partition (last value per key), read to its end with read_committed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers or "127.0.0.1:9092", group_id=None,
-                                enable_auto_commit=False, isolation_level="read_committed",
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed", auto_offset_reset="earliest")
     await consumer.start()
     rows: dict[bytes, bytes] = {}
     try:

@@ -97,6 +97,14 @@ class ReadProgress:
             nxt = self.view.committed(tp) or 0
         return nxt >= hw
 
+    def lag(self, tp: Any) -> int:
+        """Messages appended to ``tp`` (as of the last fetch) that have not reached us yet."""
+        hw = self.view.highwater(tp)
+        if hw is None:
+            return 0
+        nxt = self._next.get(tp)
+        return max(0, hw - (nxt if nxt is not None else (self.view.committed(tp) or 0)))
+
     def read_until(self, tp: Any) -> int | None:
         """The instant (µs) up to which everything appended to ``tp`` has reached us (the consumer's last fetch of
         it, if we are at its high watermark), or None while we are behind."""

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from streams.core import Output
 from streams.live.acks import Held
+from streams.live.metrics import Metrics
 from streams.records import dead_letter, encode_output
 from streams.settings import Settings
 
@@ -44,9 +45,10 @@ class Batch:
 class Sink:
     """Writes flushes and dead letters to the (prefixed) output topics and the changelogs."""
 
-    def __init__(self, settings: Settings, send: Send) -> None:
+    def __init__(self, settings: Settings, send: Send, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self._send = send
+        self.metrics = metrics
 
     async def dead_letter(self, message: Any, error: str) -> None:
         """Send an input message that cannot be applied to ``dead-letter``, and await its delivery."""
@@ -54,6 +56,8 @@ class Sink:
         out = dead_letter(topic, message.partition, message.offset, message.key, message.value, error)
         key, value = encode_output(out)
         await (await self._send(self.settings.topic(out[0]), key, value, None, None, None))
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels(topic).inc()
 
     async def write(self, batch: Batch, changelog: TopicPartition, txn: Any = None) -> bool:
         """Dead letters of core failures, then the outputs, then the rows; True once everything has landed."""

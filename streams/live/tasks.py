@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streams.charter import Charter
+from streams.connection import client_options
 from streams.core import Engine, Output
 from streams.core.task import Step, Task
 from streams.live.acks import Held, InOrderAcks
@@ -31,6 +33,7 @@ from streams.live.changelog import (
     restore_subscribers,
     subscriber_rows,
 )
+from streams.live.metrics import Metrics
 from streams.live.sink import Batch, Sink
 from streams.settings import Settings
 from streams.topics import HOTLINE_TABLE, SUBSCRIBERS_TABLE, changelog_name
@@ -41,6 +44,8 @@ Ack = Callable[[Any], Awaitable[Any]]  # acks one input event (faust: the agent'
 ReadChangelog = Callable[[Settings, TopicPartition], Awaitable[dict[bytes, bytes]]]
 TxnFactory = Callable[[str], Any]  # transactional id -> a transactional producer, not started
 RowsOf = Callable[[Engine], list[Row]]
+Lag = Callable[[int], int]  # partition number -> input messages appended but not received yet
+CATCHING_UP_LAG = 5000
 
 
 class LiveTask:
@@ -61,6 +66,9 @@ class LiveTask:
         self.flushing: asyncio.Future | None = None  # the flush in flight, if any
         self.dropped = False  # revoked or failed: it must write and ack nothing more
         self.acks = InOrderAcks()
+        # Applying a backlog under event time: from its load until a step reaches the wall clock, and again when its
+        # partition falls behind by CATCHING_UP_LAG messages (a backlog, not the usual fetch-to-step delay).
+        self.catching_up = True
 
     def absorb(self, step: Step) -> None:
         self.out += step.out
@@ -77,8 +85,11 @@ class Tasks:
     """The worker's partition tasks: one per owned input partition number, and the hotline task."""
 
     def __init__(self, settings: Settings, charter: Charter, sink: Sink, *, exactly_once: bool,
-                 read: ReadChangelog = read_changelog, txn_factory: TxnFactory | None = None) -> None:
+                 metrics: Metrics | None = None, lag: Lag | None = None, read: ReadChangelog = read_changelog,
+                 txn_factory: TxnFactory | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self._lag = lag
         self.charter = charter
         self.sink = sink
         self.eos = exactly_once
@@ -97,9 +108,8 @@ class Tasks:
         self._background: set[asyncio.Future] = set()
 
     def _transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
-        return AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers or "127.0.0.1:9092",
-                                transactional_id=transactional_id, acks="all", linger_ms=5,
-                                max_request_size=16 * 1024 * 1024)
+        return AIOKafkaProducer(**client_options(self.settings), transactional_id=transactional_id, acks="all",
+                                linger_ms=5, max_request_size=16 * 1024 * 1024)
 
     # ------------------------------------------------------------ load
 
@@ -112,6 +122,7 @@ class Tasks:
         its open transaction; only then is the changelog read, with read_committed, to its end.
         """
         generation = self.generation
+        started = time.monotonic()
         txn = None
         if self.eos:
             txn = self._txn_factory(txn_id)
@@ -119,6 +130,8 @@ class Tasks:
         engine = Engine(self.charter, track_dirty=True)
         restore(engine, (await self._read(self.settings, changelog)).items())
         engine.rebuild_deadlines()
+        if self.metrics is not None:
+            self.metrics.load_seconds.observe(time.monotonic() - started)
         lt = LiveTask(key, engine, changelog, rows, ack, txn)
         if generation != self.generation:
             self.drop(lt)  # loaded for an assignment that is gone
@@ -187,6 +200,8 @@ class Tasks:
         if not await self.sink.write(batch, lt.changelog, lt.txn):
             self.fail(lt)
             return
+        if self.metrics is not None and batch.out:
+            self.metrics.written(batch.out, time.time())
         await self.ack(lt, batch.acks)
 
     async def ack(self, lt: LiveTask, done: Iterable[Held]) -> None:
@@ -201,7 +216,30 @@ class Tasks:
         """Apply what may be applied, then flush."""
         lt.pushed = 0
         lt.absorb(lt.task.step(read_until, now=now))
+        if lt.catching_up:
+            lt.catching_up = None in read_until.values() or len(lt.task.merger) > 0
+        elif lt.key is not None and self._lag is not None:
+            lt.catching_up = self._lag(lt.key) >= CATCHING_UP_LAG
+        if self.metrics is not None:
+            subscribers = len(lt.task.engine.subscribers) if lt.key is not None else None
+            self.metrics.partition_state("hotline" if lt.key is None else lt.key, subscribers, lt.catching_up)
         await self.flush(lt)
+
+    def not_ready(self, key: int | None) -> str | None:
+        """Why the task of ``key`` (a partition number; None: the hotline) is not ready, or None if it is."""
+        if key in self.parked:
+            return "parked after a failed transaction (until the next rebalance)"
+        lt = self.hotline if key is None else self.main.get(key)
+        if lt is None:
+            return "state not loaded"
+        return "catching up" if lt.catching_up else None
+
+    async def settle(self) -> None:
+        """Wait for the flushes in flight (bounded by the session timeout)."""
+        flushing = [lt.flushing for lt in (*self.main.values(), self.hotline)
+                    if lt is not None and lt.flushing is not None]
+        if flushing:
+            await asyncio.wait(flushing, timeout=self.settings.session_timeout)
 
     # ------------------------------------------------------------ forget
 
@@ -245,6 +283,8 @@ class Tasks:
         """
         log.warning("%s: its flush did not land; the task is dropped and the partition parked until the next "
                     "rebalance", "hotline" if lt.key is None else f"partition {lt.key}")
+        if self.metrics is not None:
+            self.metrics.transactions_failed.inc()
         lt.dropped = True
         self.parked.add(lt.key)
         if lt.key is None:

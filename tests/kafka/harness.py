@@ -21,7 +21,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.charter import Charter, load_charter
+from streams.child import die_with_parent, fetch, free_port, health
 from streams.connection import client_options
+from streams.core.timeutil import to_us
 from streams.producer import publish
 from streams.replay import replay
 from streams.settings import settings_from_env
@@ -96,13 +98,16 @@ class Worker:
         self.data_dir = dep.tmp / f"{name}-data"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.web_port = free_port()  # kept across restarts, as a pod keeps its port
 
     def start(self, wait: bool = True) -> Worker:
-        env = {**self.dep.env, "CHARTER_DATA_DIR": str(self.data_dir)}
+        env = {**self.dep.env, "CHARTER_DATA_DIR": str(self.data_dir), "CHARTER_WEB_PORT": str(self.web_port)}
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        # its own process group (killpg stops the worker and nothing else), and it dies with this process
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dep.tmp)
+                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dep.tmp,
+                                     preexec_fn=die_with_parent)
         log.close()
         self.starts += 1
         if wait:
@@ -112,13 +117,33 @@ class Worker:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def health(self, path: str = "/ready") -> tuple[int | None, Any]:
+        return health(self.web_port, path)
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The worker's /metrics: (sample name, sorted labels) -> value."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, body = fetch(self.web_port, "/metrics")
+        assert status == 200, (status, body[:300])
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+
     def wait_ready(self, timeout: float = 90) -> None:
+        """Until ``/ready`` answers 200: joined, every assigned partition's state loaded and caught up."""
+        last: list[Any] = [None]
+
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"worker {self.name} exited ({self.proc.returncode}):\n{self.log_text()[-3000:]}")
-            return "[^Worker]: Ready" in self.log_text()[self._log_offset:]
+            status, body = self.health()
+            last[0] = (status, body)
+            return status == 200
 
-        wait_for(ready, timeout, f"worker {self.name} to be ready")
+        try:
+            wait_for(ready, timeout, f"worker {self.name} to be ready")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last /ready: {last[0]}") from None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -292,3 +317,56 @@ def scenario(t0: datetime, customers: int = 40, calls: int = 30, seed: int = 7) 
 
 def lines_of(records: list[dict[str, Any]]) -> list[bytes]:
     return [orjson.dumps(r) for r in records]
+
+
+HORIZON = 20.0  # seconds after the last event by which every deadline of the seconds charter has fired
+
+
+def run_scenario(dep, records, during=None, without=frozenset(), repeats_ok=False,
+                 isolation_level: str = "read_uncommitted"):
+    """Publish in real time, then wait for parity with the replay of the valid events (minus ``without``, event ids).
+
+    ``repeats_ok``: at-least-once after a SIGKILL, exact repeats of a record are allowed (nothing else is).
+
+    ``during()`` runs in the test's thread while a background thread keeps publishing (upstream does not stop
+    when our worker does): what it does to the workers happens while events and deadlines keep coming.
+    """
+    reader = OutputReader(dep, isolation_level=isolation_level)
+    try:
+        publisher = threading.Thread(target=publish_records, args=(dep, records), daemon=True)
+        publisher.start()
+        if during is not None:
+            during()
+        publisher.join()
+        valid = [r for r in records if isinstance(r["value"], dict) and "occurred_at" in r["value"]
+                 and r["value"]["event_id"] not in without]
+        last = max(datetime.fromisoformat(r["value"]["occurred_at"]) for r in valid)
+        until = last + timedelta(seconds=HORIZON)
+        # the replay of the valid events alone (malformed ones must change nothing)
+        expected = expected_outputs(lines_of(valid), dep.charter, to_us(until))
+        wait_for(lambda: datetime.now(UTC) > until, HORIZON + 30, "the scenario's horizon")
+
+        def same(actual):
+            if repeats_ok:
+                return set(actual) == set(expected) and all(actual[k] >= n for k, n in expected.items())
+            return actual == expected
+
+        def matches():
+            return same(normalize(reader.snapshot()))
+
+        try:
+            wait_for(matches, 60, "live outputs to equal replay's")
+        except AssertionError:
+            raise AssertionError(diff(expected, normalize(reader.snapshot()))) from None
+        # nothing more may arrive: the horizon is past, every deadline has fired
+        time.sleep(2)
+        assert same(normalize(reader.snapshot())), diff(expected, normalize(reader.snapshot()))
+        return reader.snapshot()
+    finally:
+        reader.close()
+
+
+def no_repeats(records):
+    ids = [v["compensation_id"] for t, _, v in records if t == "compensation"]
+    assert len(ids) == len(set(ids)), "a compensation was repeated"
+    return ids

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,74 +11,23 @@ import pytest
 
 from streams.core.timeutil import to_us
 from tests.kafka.harness import (
+    HORIZON,
     OutputReader,
-    diff,
     expected_outputs,
     lines_of,
-    normalize,
-    publish_records,
+    no_repeats,
+    run_scenario,
     scenario,
     wait_for,
 )
-
-HORIZON = 20.0  # seconds after the last event by which every deadline of the seconds charter has fired
-
-
-def _run_scenario(dep, records, during=None, without=frozenset(), repeats_ok=False):
-    """Publish in real time, then wait for parity with the replay of the valid events (minus ``without``, event ids).
-
-    ``repeats_ok``: at-least-once after a SIGKILL, exact repeats of a record are allowed (nothing else is).
-
-    ``during()`` runs in the test's thread while a background thread keeps publishing (upstream does not stop
-    when our worker does): what it does to the workers happens while events and deadlines keep coming.
-    """
-    reader = OutputReader(dep)
-    try:
-        publisher = threading.Thread(target=publish_records, args=(dep, records), daemon=True)
-        publisher.start()
-        if during is not None:
-            during()
-        publisher.join()
-        valid = [r for r in records if isinstance(r["value"], dict) and "occurred_at" in r["value"]
-                 and r["value"]["event_id"] not in without]
-        last = max(datetime.fromisoformat(r["value"]["occurred_at"]) for r in valid)
-        until = last + timedelta(seconds=HORIZON)
-        # the replay of the valid events alone (malformed ones must change nothing)
-        expected = expected_outputs(lines_of(valid), dep.charter, to_us(until))
-        wait_for(lambda: datetime.now(UTC) > until, HORIZON + 30, "the scenario's horizon")
-
-        def same(actual):
-            if repeats_ok:
-                return set(actual) == set(expected) and all(actual[k] >= n for k, n in expected.items())
-            return actual == expected
-
-        def matches():
-            return same(normalize(reader.snapshot()))
-
-        try:
-            wait_for(matches, 60, "live outputs to equal replay's")
-        except AssertionError:
-            raise AssertionError(diff(expected, normalize(reader.snapshot()))) from None
-        # nothing more may arrive: the horizon is past, every deadline has fired
-        time.sleep(2)
-        assert same(normalize(reader.snapshot())), diff(expected, normalize(reader.snapshot()))
-        return reader.snapshot()
-    finally:
-        reader.close()
-
-
-def _no_repeats(records):
-    ids = [v["compensation_id"] for t, _, v in records if t == "compensation"]
-    assert len(ids) == len(set(ids)), "a compensation was repeated"
-    return ids
 
 
 def test_live_equals_replay(deployment):
     dep = deployment(partitions=4)
     dep.worker().start()
     records = scenario(datetime.now(UTC) + timedelta(seconds=2))
-    out = _run_scenario(dep, records)
-    assert len(_no_repeats(out)) > 5
+    out = run_scenario(dep, records)
+    assert len(no_repeats(out)) > 5
     topics = {t for t, _, _ in out}
     assert {"compensation", "billing", "claim-decision", "hotline-breach", "hotline-kpi", "sla-alert"} <= topics
 
@@ -95,8 +43,8 @@ def test_restart_mid_scenario_keeps_state_and_deadlines(deployment):
         w.start()
 
     records = scenario(datetime.now(UTC) + timedelta(seconds=2), seed=11)
-    out = _run_scenario(dep, records, during)
-    _no_repeats(out)
+    out = run_scenario(dep, records, during)
+    no_repeats(out)
     assert w.starts == 2
 
 
@@ -116,7 +64,7 @@ def test_sigkill_and_restart_with_input_partitions_that_never_had_a_message(depl
         time.sleep(3)  # events arrive and deadlines fall due while the worker is dead
         w.start()
 
-    _run_scenario(dep, records, during, repeats_ok=True)
+    run_scenario(dep, records, during, repeats_ok=True)
     assert w.starts == 2
 
 
@@ -127,8 +75,8 @@ def test_two_workers_over_eight_partitions(deployment, guarantee):
     b = dep.worker().start()
     wait_for(lambda: "partition" in b.log_text() and "loaded" in b.log_text(), 60, "the second worker's share")
     records = scenario(datetime.now(UTC) + timedelta(seconds=2), customers=60, seed=3)
-    out = _run_scenario(dep, records)
-    _no_repeats(out)
+    out = run_scenario(dep, records)
+    no_repeats(out)
     assert a.alive() and b.alive()
 
 
@@ -154,7 +102,7 @@ def test_a_worker_leaving_after_the_last_event_leaves_no_window_open(deployment)
         b.stop()
         assert b.proc.returncode == 0, b.log_text()[-3000:]
 
-    _run_scenario(dep, records, during=during)
+    run_scenario(dep, records, during=during)
     assert a.alive() and a.starts == 1
 
 
@@ -176,7 +124,7 @@ def test_malformed_messages_go_to_dead_letter_and_the_worker_goes_on(deployment)
     records = list(good)
     for i, (topic, raw) in enumerate(zip(topics, bad_values, strict=True)):
         records.insert(3 + 4 * i, {"topic": topic, "value": raw, "key": "Z"})
-    _run_scenario(dep, records)  # valid outputs equal the replay of the valid events alone
+    run_scenario(dep, records)  # valid outputs equal the replay of the valid events alone
     reader = OutputReader(dep, ["dead-letter"])
     try:
         wait_for(lambda: len(reader.snapshot()) >= len(bad_values), 30, "dead letters")
@@ -207,7 +155,7 @@ def test_a_core_error_on_one_event_dead_letters_it_and_the_partition_goes_on(dep
     until = to_us(datetime.fromisoformat(records[-1]["value"]["occurred_at"]) + timedelta(seconds=HORIZON))
     assert expected_outputs(lines_of(records), dep.charter, until) != expected_outputs(
         lines_of([r for r in records if r["value"] is not claim]), dep.charter, until)
-    _run_scenario(dep, records, without={claim["event_id"]})
+    run_scenario(dep, records, without={claim["event_id"]})
     reader = OutputReader(dep, ["dead-letter"])
     try:
         wait_for(lambda: reader.snapshot(), 30, "the dead letter")

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.child import free_port
 from streams.connection import client_options
 from streams.settings import settings_from_env
 from streams.topics import ensure_topics, topic_plan
@@ -118,8 +119,9 @@ COMMANDS = {"produce": ["produce", "EVENTS"], "tail": ["tail", "line-activation"
 
 
 def one_line(r: subprocess.CompletedProcess) -> str:
+    """The one line of a failed command; a worker's log lines before it (its "worker starting") aside."""
     assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
+    lines = [line for line in r.stderr.strip().splitlines() if "] [INFO] " not in line]
     assert len(lines) == 1, r.stderr
     return lines[0]
 
@@ -129,7 +131,7 @@ def test_a_wrong_password_is_one_line_saying_authentication_failed(secured_kafka
                                                                     command):
     wrong = "not-the-password-" + uuid.uuid4().hex[:6]
     env = {**password_env(secured_kafka), "CHARTER_SASL_PASSWORD": wrong, "CHARTER_TOPIC_PREFIX": prefix,
-           "CHARTER_DATA_DIR": str(tmp_path / "data")}
+           "CHARTER_DATA_DIR": str(tmp_path / "data"), "CHARTER_WEB_PORT": str(free_port())}
     args = [str(events_file) if a == "EVENTS" else a for a in COMMANDS[command]]
     r, took = cli(args, env)
     assert r.returncode == 2
@@ -140,11 +142,11 @@ def test_a_wrong_password_is_one_line_saying_authentication_failed(secured_kafka
     assert wrong not in r.stderr
 
 
-@pytest.mark.parametrize("command", ["produce", "tail"])
+@pytest.mark.parametrize("command", ["produce", "tail", "worker"])
 def test_an_unknown_ca_is_one_line_saying_the_certificate_could_not_be_verified(secured_kafka, prefix, events_file,
                                                                                 command):
     env = {**secured_kafka.env, "CHARTER_SSL_CAFILE": str(secured_kafka.secrets / "untrusted-ca.pem"),
-           "CHARTER_TOPIC_PREFIX": prefix}
+           "CHARTER_TOPIC_PREFIX": prefix, "CHARTER_WEB_PORT": str(free_port())}
     args = [str(events_file) if a == "EVENTS" else a for a in COMMANDS[command]]
     r, took = cli(args, env)
     assert r.returncode == 2
@@ -219,3 +221,19 @@ def test_faust_consumes_and_produces_with_the_credentials(secured_kafka, prefix,
     assert r.returncode == 0 and consumed.exists(), (r.stdout + r.stderr)[-3000:]
     assert consumed.read_bytes() == b"over-sasl-ssl"
     assert_secret_kept(secured_kafka, r.stdout, r.stderr)
+
+
+def test_the_worker_over_sasl_ssl_with_scram_gives_what_replay_gives(secured_kafka, secured_deployment):
+    """The worker end to end on the secured broker: its faust app, transactional producers and changelog reader all
+    connect with SASL_SSL + SCRAM-SHA-512; outputs equal replay's; the password is in no log line."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.kafka.harness import no_repeats, run_scenario, scenario
+
+    dep = secured_deployment(partitions=4, CHARTER_PROCESSING_GUARANTEE="exactly_once")
+    worker = dep.worker().start()
+    records = scenario(datetime.now(UTC) + timedelta(seconds=2), customers=24, calls=12, seed=29)
+    out = run_scenario(dep, records, isolation_level="read_committed")
+    assert len(no_repeats(out)) > 3
+    assert secured_kafka.password not in worker.log_text()
+    assert worker.metrics()[("charter_outputs_total", (("topic", "compensation"),))] >= 1
