@@ -16,7 +16,7 @@ import pytest
 
 from streams.charter import load_charter
 from streams.core import Engine
-from streams.core.state import Call, Subscriber, Window
+from streams.core.state import FORMAT_VERSION, Call, StateFormatError, Subscriber, Window
 from streams.core.timeutil import to_us
 from streams.replay import parse_line
 
@@ -80,3 +80,65 @@ def test_state_from_v1_rows_continues_the_scenario_exactly(v1):
     actual = _feed(restored, lines[cut:], cut + 1) + restored.finish()
     assert len(expected) > 50  # the rest of the scenario has plenty to say
     assert actual == expected
+
+
+def _v1_rows(v1: dict[str, Any]) -> list[tuple[type, list[Any]]]:
+    rows: list[tuple[type, list[Any]]] = [(Subscriber, orjson.loads(v)) for v in v1["subscribers"].values()]
+    rows += [(Call, orjson.loads(v)) for v in v1["calls"].values()]
+    rows += [(Window, orjson.loads(v)) for _, _, v in v1["windows"]]
+    return rows
+
+
+def test_rows_carry_the_format_version_and_round_trip(v1):
+    for cls, old in _v1_rows(v1):
+        obj = cls.decode(old)
+        row = obj.encode()
+        assert row["v"] == FORMAT_VERSION
+        again = cls.decode(orjson.loads(orjson.dumps(row)))
+        assert [getattr(again, s) for s in cls.__slots__] == [getattr(obj, s) for s in cls.__slots__]
+        # a version 1 row holds the same values, in the order of V1_SLOTS
+        assert [getattr(obj, s) for s in cls.V1_SLOTS] == old
+
+
+def test_state_rewritten_in_the_current_format_continues_the_scenario_too(v1):
+    current = {**v1,
+               "subscribers": {k: orjson.dumps(Subscriber.decode(orjson.loads(v)).encode())
+                               for k, v in v1["subscribers"].items()},
+               "calls": {k: orjson.dumps(Call.decode(orjson.loads(v)).encode()) for k, v in v1["calls"].items()},
+               "windows": [[q, ws, orjson.dumps(Window.decode(orjson.loads(v)).encode())]
+                           for q, ws, v in v1["windows"]]}
+    lines, cut = v1["lines"], v1["applied_lines"]
+    a = restore(v1, Engine(load_charter()))
+    b = restore(current, Engine(load_charter()))
+    assert _feed(a, lines[cut:], cut + 1) + a.finish() == _feed(b, lines[cut:], cut + 1) + b.finish()
+
+
+def test_fields_at_their_default_are_left_out():
+    assert Subscriber().encode() == {"v": FORMAT_VERSION}
+    assert Window(5).encode() == {"v": FORMAT_VERSION, "close_due": 5}
+    assert Call("q", 1, "e1").encode() == {"v": FORMAT_VERSION, "queue": "q", "queued_at": 1, "queued_id": "e1"}
+
+
+@pytest.mark.parametrize("obj", [Subscriber(), Call("q", 1, "e1"), Window(5)], ids=lambda o: type(o).__name__)
+def test_defaults_are_what_a_new_record_holds(obj):
+    # DEFAULTS is what decode fills in for a field absent from a row: it must be what __init__ sets
+    for name, default in type(obj).DEFAULTS.items():
+        assert getattr(obj, name) == default, name
+    assert set(type(obj).V1_SLOTS) <= set(type(obj).__slots__)  # a field of version 1 is never removed
+
+
+@pytest.mark.parametrize(("row", "says"), [
+    ({"v": FORMAT_VERSION + 1}, "format 3"),
+    ({"seen": "\x1f"}, "format None"),
+    ({"v": FORMAT_VERSION, "no_such_field": 1}, r"unknown fields \['no_such_field'\]"),
+    ([1, 2, 3], "has 3 fields"),
+    ("text", "is a str"),
+])
+def test_unreadable_rows_are_refused_with_a_reason(row, says):
+    with pytest.raises(StateFormatError, match=says):
+        Subscriber.decode(row)
+
+
+def test_a_row_without_a_required_field_is_refused():
+    with pytest.raises(StateFormatError, match=r"lacks the fields \['close_due'\]"):
+        Window.decode({"v": FORMAT_VERSION, "offered": 3})

@@ -1,4 +1,4 @@
-"""Per-key state of the core, with a compact list encoding for changelogs.
+"""Per-key state of the core, with a compact, versioned encoding for changelogs.
 
 Every piece of state, pending deadlines included, is plain data here: the live worker stores the encoded form in
 changelogged Faust tables and rebuilds its deadline heap from it when a partition is assigned.
@@ -6,7 +6,7 @@ changelogged Faust tables and rebuilds its deadline heap from it when a partitio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 # Service bit masks: the set of services down is one small int.
 SERVICE_BIT = {"internet": 1, "telephony": 2, "tv": 4}
@@ -37,20 +37,67 @@ class Seen:
         return f"{SEP}{TOPIC_CODE[topic]}{event_id}{SEP}"
 
 
+FORMAT_VERSION = 2
+"""The row format written by ``encode``. Version 1 (before rows carried one) was the list of slot values in slot
+order; version 2 is a mapping ``{"v": 2, name: value, ...}`` that leaves out every field equal to its default."""
+
+
+class StateFormatError(ValueError):
+    """A stored row this code cannot read (written by a newer version, or damaged)."""
+
+
 class _Record:
-    """Slots-only state whose encoding is the list of its slot values, in slot order."""
+    """Slots-only state with a versioned, named encoding (``encode``/``decode``; docs/design.md says how to evolve it).
+
+    ``DEFAULTS`` gives the value of a field absent from a row; a field without a default is always written.
+    ``V1_SLOTS`` is the field order of version 1 rows: frozen, those rows stay in changelogs until rewritten.
+    """
 
     __slots__ = ()
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    V1_SLOTS: ClassVar[tuple[str, ...]] = ()
 
-    def encode(self) -> list[Any]:
-        return [getattr(self, s) for s in self.__slots__]
+    def encode(self) -> dict[str, Any]:
+        defaults, missing = self.DEFAULTS, _MISSING
+        row: dict[str, Any] = {"v": FORMAT_VERSION}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            default = defaults.get(name, missing)
+            if value is not default and value != default:
+                row[name] = value
+        return row
 
     @classmethod
-    def decode(cls, data: list[Any]) -> Any:
+    def decode(cls, data: list[Any] | dict[str, Any]) -> Any:
+        if isinstance(data, dict):
+            if data.get("v") != FORMAT_VERSION:
+                raise StateFormatError(f"{cls.__name__} row of format {data.get('v')!r}: this version of "
+                                       f"charter-streams reads formats 1 to {FORMAT_VERSION}")
+            values = {**cls.DEFAULTS, **data}
+        elif isinstance(data, list):
+            if len(data) != len(cls.V1_SLOTS):
+                raise StateFormatError(f"{cls.__name__} row of format 1 has {len(data)} fields, "
+                                       f"not {len(cls.V1_SLOTS)}")
+            values = {**cls.DEFAULTS, **dict(zip(cls.V1_SLOTS, data, strict=True)), "v": 1}
+        else:
+            raise StateFormatError(f"{cls.__name__} row is a {type(data).__name__}, not a list or a mapping")
+        if len(values) != len(cls.__slots__) + 1:  # every slot and "v", nothing else
+            unknown = sorted(set(values) - cls._SLOT_SET - {"v"})
+            if unknown:
+                raise StateFormatError(f"{cls.__name__} row has unknown fields {unknown} (written by a newer "
+                                       "version?)")
+            raise StateFormatError(f"{cls.__name__} row lacks the fields {sorted(cls._SLOT_SET - set(values))}")
         obj = cls.__new__(cls)
-        for name, value in zip(cls.__slots__, data, strict=True):
-            setattr(obj, name, value)
+        for name in cls.__slots__:
+            setattr(obj, name, values[name])
         return obj
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._SLOT_SET = frozenset(cls.__slots__)
+
+
+_MISSING = object()
 
 
 class Subscriber(_Record):
@@ -72,6 +119,18 @@ class Subscriber(_Record):
         "billing_at",
         # rule 4: services down (bit mask), the open outage, the next tier and its deadline
         "down", "out_start", "out_start_id", "out_services", "out_tier", "out_due",
+    )
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "seen": SEP, "fee": None, "zone": None, "tv": None, "order_at": None, "order_id": None,
+        "confirmed_at": None, "confirmed_id": None, "active_at": None, "active_id": None, "modem_at": None,
+        "decoder_at": None, "cancelled_at": None, "first_month_given": False, "alert_due": None, "late_due": None,
+        "refund_granted": False, "billing_at": None, "down": 0, "out_start": None, "out_start_id": None,
+        "out_services": 0, "out_tier": 0, "out_due": None,
+    }
+    V1_SLOTS = (
+        "seen", "fee", "zone", "tv", "order_at", "order_id", "confirmed_at", "confirmed_id", "active_at", "active_id",
+        "modem_at", "decoder_at", "cancelled_at", "first_month_given", "alert_due", "late_due", "refund_granted",
+        "billing_at", "down", "out_start", "out_start_id", "out_services", "out_tier", "out_due",
     )
 
     def __init__(self) -> None:
@@ -107,6 +166,8 @@ class Call(_Record):
     """One hotline call (rule 5). Kept after it settles so a repeated ``queued`` cannot open it again."""
 
     __slots__ = ("breach_due", "queue", "queued_at", "queued_id", "seen", "settled_at", "status")
+    DEFAULTS: ClassVar[dict[str, Any]] = {"breach_due": None, "seen": SEP, "settled_at": None, "status": 0}
+    V1_SLOTS = ("breach_due", "queue", "queued_at", "queued_id", "seen", "settled_at", "status")
 
     QUEUED, ANSWERED, ABANDONED = 0, 1, 2
 
@@ -125,6 +186,9 @@ class Window(_Record):
     """Counts of one queue's 15-minute window of queued times (rule 5), until it closes."""
 
     __slots__ = ("abandoned", "answered", "close_due", "closed", "offered", "wait_us", "within")
+    DEFAULTS: ClassVar[dict[str, Any]] = {"abandoned": 0, "answered": 0, "closed": False, "offered": 0, "wait_us": 0,
+                                          "within": 0}
+    V1_SLOTS = ("abandoned", "answered", "close_due", "closed", "offered", "wait_us", "within")
 
     def __init__(self, close_due: int) -> None:
         self.offered = self.answered = self.within = self.abandoned = self.wait_us = 0
