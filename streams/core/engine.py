@@ -28,12 +28,9 @@ from schemas.inputs import (
     SwitchClaim,
 )
 from streams.charter import Charter
+from streams.core.deadlines import K_ALERT, K_BREACH, K_KPI, K_LATE, K_OUTAGE
 from streams.core.state import SERVICE_BIT, SERVICES, Call, Seen, Subscriber, Window
 from streams.core.timeutil import iso, to_us
-
-# Deadline kinds; the number also orders deadlines falling due at the same instant, so ties resolve the same
-# way in replay, live, and after a heap rebuilt from state.
-K_ALERT, K_LATE, K_OUTAGE, K_BREACH, K_KPI = range(5)
 
 Output = tuple[str, str, dict[str, Any]]  # (topic, key, value)
 

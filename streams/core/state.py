@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from streams.core.deadlines import K_ALERT, K_LATE, K_OUTAGE
+
 # Service bit masks: the set of services down is one small int.
 SERVICE_BIT = {"internet": 1, "telephony": 2, "tv": 4}
 SERVICES = tuple(SERVICE_BIT)
@@ -150,8 +152,6 @@ class Subscriber(_Record):
 
     def deadlines(self) -> list[tuple[int, int]]:
         """(due, kind) of every armed deadline, to rebuild a heap from stored state."""
-        from streams.core.engine import K_ALERT, K_LATE, K_OUTAGE
-
         out = []
         if self.alert_due is not None:
             out.append((self.alert_due, K_ALERT))
