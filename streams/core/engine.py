@@ -298,8 +298,8 @@ class Engine:
         sub.out_due = None
         self._dirty_sub(key)
         start = sub.out_start
-        if self._pending_order_at(sub, start):
-            return  # rule 1 covers time before the access works: this outage earns nothing
+        if not self._outage_earns(sub, start):
+            return
         tier = sub.out_tier
         services = [s for s in SERVICES if sub.out_services & SERVICE_BIT[s]]
         breach = f"{start}\x1f{sub.out_start_id}\x1f{tier}"  # two outages may start at the same instant
@@ -317,6 +317,14 @@ class Engine:
         if tier + 1 < len(self._tiers):
             sub.out_due = start + self._tiers[tier + 1][0]
             self._arm(sub.out_due, K_OUTAGE, key)
+
+    @classmethod
+    def _outage_earns(cls, sub: Subscriber, start: int) -> bool:
+        """Rule 4 (and rule 6): an outage starting while an order is pending earns nothing (rule 1 covers that
+        time), nor one starting at or after an order_cancelled (no contract, active or not)."""
+        if sub.cancelled_at is not None and sub.cancelled_at <= start:
+            return False
+        return not cls._pending_order_at(sub, start)
 
     @staticmethod
     def _pending_order_at(sub: Subscriber, t: int) -> bool:
