@@ -83,11 +83,12 @@ class Charter(_Strict):
     currency: str = Field(min_length=3, max_length=3)
     grace_seconds: float = Field(ge=0)
     default_monthly_fee_cents: int = Field(gt=0)
-    late_activation: LateActivation
-    switch_fee_refund: SwitchFeeRefund
-    installation: Installation
-    outage: Outage
-    hotline: Hotline
+    # Every rule section is optional: a charter enforces the rules it names, and only those (SPEC section 7).
+    late_activation: LateActivation | None = None
+    switch_fee_refund: SwitchFeeRefund | None = None
+    installation: Installation | None = None
+    outage: Outage | None = None
+    hotline: Hotline | None = None
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, ignored_types=(cached_property,))
 

@@ -74,13 +74,21 @@ class Engine:
         self.dirty_windows: set[tuple[str, int]] = set()
         c = charter
         self._grace = c.grace_us
-        self._late_deadline = c.late_activation.deadline
-        self._alert_after = c.late_activation.alert_after
-        self._tiers = [(t.after, t.credit_days) for t in c.outage.tiers]
-        self._first_month = c.outage.first_month
-        self._dpm = c.outage.days_per_month
-        self._answer_within = c.hotline.answer_within
-        self._window = c.hotline.window
+        # A rule whose section the charter lacks is not enforced (SPEC 7): it arms nothing and emits nothing. The
+        # facts it would read (milestones, the outage in progress) are still recorded: other rules share them.
+        self._late = c.late_activation is not None
+        if c.late_activation is not None:
+            self._late_deadline = c.late_activation.deadline
+            self._alert_after = c.late_activation.alert_after
+        self._outage = c.outage is not None
+        if c.outage is not None:
+            self._tiers = [(t.after, t.credit_days) for t in c.outage.tiers]
+            self._first_month = c.outage.first_month
+            self._dpm = c.outage.days_per_month
+        self._hotline = c.hotline is not None
+        if c.hotline is not None:
+            self._answer_within = c.hotline.answer_within
+            self._window = c.hotline.window
         self._handlers = {
             OrderPlaced: self._order_placed,
             LineConfirmed: self._line_confirmed,
@@ -154,7 +162,8 @@ class Engine:
             at = to_us(event.occurred_at)
         out: list[Output] = []
         if topic == "call-queue":
-            self._call(event, at, out)
+            if self._hotline:
+                self._call(event, at, out)
             return out
         key = event.customer_id
         sub = self.subscribers.get(key)
@@ -183,6 +192,8 @@ class Engine:
             return
         sub.confirmed_at = at
         sub.confirmed_id = ev.event_id
+        if not self._late:
+            return
         sub.alert_due = at + self._alert_after
         sub.late_due = at + self._late_deadline
         self._arm(sub.alert_due, K_ALERT, key)
@@ -195,8 +206,10 @@ class Engine:
             return
         sub.active_at = at
         sub.active_id = ev.event_id
-        sub.billing_at = at
+        sub.billing_at = at  # rule 4's first month counts from here, whether or not rule 3 bills anything
         c = self.charter.installation
+        if c is None:
+            return
         fee = c.unbundled_fee_cents if sub.zone == "u" else c.other_fee_cents
         out.append(("billing", key, {"type": "billing_start", "customer_id": key, "starts_at": iso(at),
                                      "installation_fee_cents": fee}))
@@ -249,6 +262,8 @@ class Engine:
     # rule 2 -----------------------------------------------------------------
 
     def _switch_claim(self, key: str, sub: Subscriber, ev: SwitchClaim, at: int, out: list[Output]) -> None:
+        if self.charter.switch_fee_refund is None:
+            return
         if sub.refund_granted:
             decision, reason = "rejected", "already_refunded"
         elif not ev.proof_id:
@@ -274,8 +289,9 @@ class Engine:
                 sub.out_start_id = ev.event_id
                 sub.out_services = 0
                 sub.out_tier = 0
-                sub.out_due = at + self._tiers[0][0]
-                self._arm(sub.out_due, K_OUTAGE, key)
+                if self._outage:
+                    sub.out_due = at + self._tiers[0][0]
+                    self._arm(sub.out_due, K_OUTAGE, key)
             sub.down |= bit
             sub.out_services |= bit
         else:
