@@ -7,4 +7,6 @@ which list their own armed deadlines, need nothing from it.
 
 from __future__ import annotations
 
-K_ALERT, K_LATE, K_OUTAGE, K_BREACH, K_KPI = range(5)
+# key: the customer id, except K_BREACH (call id), K_KPI ((queue, window start)), K_APPOINTMENT ((customer id,
+# appointment id)). Keys are compared only between entries of the same kind.
+K_ALERT, K_LATE, K_OUTAGE, K_BREACH, K_KPI, K_REPAIR, K_PROVISION, K_APPOINTMENT = range(8)

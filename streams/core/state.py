@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from streams.core.deadlines import K_ALERT, K_LATE, K_OUTAGE
+from streams.core.deadlines import K_ALERT, K_APPOINTMENT, K_LATE, K_OUTAGE, K_PROVISION, K_REPAIR
 
 # Service bit masks: the set of services down is one small int.
 SERVICE_BIT = {"internet": 1, "telephony": 2, "tv": 4}
@@ -16,7 +16,7 @@ SERVICES = tuple(SERVICE_BIT)
 
 # Topic codes prefixed to event ids in the de-duplication record: an event_id is unique in its topic only.
 TOPIC_CODE = {"line-activation": "L", "box-shipment": "B", "service-status": "S", "switch-claim": "W",
-              "call-queue": "Q"}
+              "call-queue": "Q", "appointment": "A"}
 SEP = "\x1f"
 ESC = "\x1e"
 
@@ -103,7 +103,7 @@ _MISSING = object()
 
 
 class Subscriber(_Record):
-    """Everything the Alice rules need to know about one customer."""
+    """Everything the charter rules need to know about one customer."""
 
     __slots__ = (
         "seen",
@@ -121,13 +121,20 @@ class Subscriber(_Record):
         "billing_at",
         # rule 4: services down (bit mask), the open outage, the next tier and its deadline
         "down", "out_start", "out_start_id", "out_services", "out_tier", "out_due",
+        # rule 6 (the open outage above): the next local midnight owing a day, and that day's number
+        "rep_due", "rep_day",
+        # rule 7: the next local midnight owing a day and its number; the order that promised (None: no promise yet)
+        "prov_due", "prov_day", "prov_id",
+        # rule 8: appointment id -> Appt list, or APPT_DONE once decided (None: no appointment)
+        "appts",
     )
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "seen": SEP, "fee": None, "zone": None, "tv": None, "order_at": None, "order_id": None,
         "confirmed_at": None, "confirmed_id": None, "active_at": None, "active_id": None, "modem_at": None,
         "decoder_at": None, "cancelled_at": None, "first_month_given": False, "alert_due": None, "late_due": None,
         "refund_granted": False, "billing_at": None, "down": 0, "out_start": None, "out_start_id": None,
-        "out_services": 0, "out_tier": 0, "out_due": None,
+        "out_services": 0, "out_tier": 0, "out_due": None, "rep_due": None, "rep_day": None, "prov_due": None,
+        "prov_day": None, "prov_id": None, "appts": None,
     }
     V1_SLOTS = (
         "seen", "fee", "zone", "tv", "order_at", "order_id", "confirmed_at", "confirmed_id", "active_at", "active_id",
@@ -149,17 +156,38 @@ class Subscriber(_Record):
         self.out_services = 0
         self.out_tier = 0
         self.out_due = None
+        self.rep_due = self.rep_day = None
+        self.prov_due = self.prov_day = self.prov_id = None
+        self.appts = None
 
-    def deadlines(self) -> list[tuple[int, int]]:
-        """(due, kind) of every armed deadline, to rebuild a heap from stored state."""
-        out = []
+    def deadlines(self, key: str) -> list[tuple[int, int, Any]]:
+        """Heap entries ``(due, kind, key)`` of every armed deadline, to rebuild a heap from stored state."""
+        out: list[tuple[int, int, Any]] = []
         if self.alert_due is not None:
-            out.append((self.alert_due, K_ALERT))
+            out.append((self.alert_due, K_ALERT, key))
         if self.late_due is not None:
-            out.append((self.late_due, K_LATE))
+            out.append((self.late_due, K_LATE, key))
         if self.out_due is not None:
-            out.append((self.out_due, K_OUTAGE))
+            out.append((self.out_due, K_OUTAGE, key))
+        if self.rep_due is not None:
+            out.append((self.rep_due, K_REPAIR, key))
+        if self.prov_due is not None:
+            out.append((self.prov_due, K_PROVISION, key))
+        if self.appts:
+            for appt_id, a in self.appts.items():
+                if a != APPT_DONE and a[APPT_DUE] is not None:
+                    out.append((a[APPT_DUE], K_APPOINTMENT, (key, appt_id)))
         return out
+
+
+# One appointment (rule 8), a list so that it is stored as is: slot (None until booked), the booked event, the
+# earliest cancelled and attended occurred_at (None: none yet) and the cancelled event, the armed deadline.
+APPT_START, APPT_END, APPT_BOOKED_ID, APPT_CANCEL_AT, APPT_CANCEL_ID, APPT_ATTEND_AT, APPT_DUE = range(7)
+APPT_DONE = 0  # decided (owed and paid, or nothing owed): later events of the appointment change nothing
+
+
+def new_appt() -> list[Any]:
+    return [None] * 7
 
 
 class Call(_Record):
