@@ -542,3 +542,14 @@ def test_pending_per_day_deadlines_survive_a_restart_from_stored_rows():
     assert len(expected) == 10  # 4 repair days (24-27 Oct), 4 provision days (25-28 Oct), 2 missed appointments
     for cut in range(len(lines) + 1):
         assert replay_with_restarts(lines, OFCOM, until("2026-11-30 00:00"), {cut}) == expected, cut
+
+
+def test_next_midnight_steps_one_local_day_and_leaves_the_current_day_alone():
+    days = LocalDays(LONDON)
+    sat = days.midnight(date(2026, 10, 24).toordinal())
+    now = parse_instant("2026-11-02T10:00:00Z")
+    assert days.day_of(now) == date(2026, 11, 2).toordinal()
+    assert days.next_midnight(sat) == parse_instant("2026-10-24T23:00:00Z")
+    assert days.next_midnight(days.next_midnight(sat)) == parse_instant("2026-10-26T00:00:00Z")
+    assert (days._lo, days._hi) == (days.midnight(date(2026, 11, 2).toordinal()),
+                                    days.midnight(date(2026, 11, 3).toordinal()))

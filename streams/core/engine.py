@@ -405,9 +405,8 @@ class Engine:
         day = sub.rep_day
         out.append(self._compensation(key, "delayed_repair", f"{start}\x1f{sub.out_start_id}\x1f{day}",
                                       self._repair.per_day_cents, due, [sub.out_start_id], day=day))
-        days = self._days
         sub.rep_day = day + 1
-        sub.rep_due = days.midnight(days.day_of(due) + 1)
+        sub.rep_due = self._days.next_midnight(due)
         self._arm(sub.rep_due, K_REPAIR, key)
 
     # rule 7: delayed provision ----------------------------------------------------
@@ -423,9 +422,8 @@ class Engine:
         day = sub.prov_day
         out.append(self._compensation(key, "delayed_provision", str(day), self._provision.per_day_cents, due,
                                       [sub.prov_id], day=day))
-        days = self._days
         sub.prov_day = day + 1
-        sub.prov_due = days.midnight(days.day_of(due) + 1)
+        sub.prov_due = self._days.next_midnight(due)
         self._arm(sub.prov_due, K_PROVISION, key)
 
     # rule 8: missed appointment ---------------------------------------------------

@@ -53,6 +53,14 @@ class LocalDays:
         self._lo, self._hi, self._day = self.midnight(day), self.midnight(day + 1), day
         return day
 
+    def next_midnight(self, midnight: int) -> int:
+        """The midnight after ``midnight`` (one this object returned): a per-day deadline re-arming itself, without
+        moving the cached current day away from the events'."""
+        day = self._day_at.get(midnight)
+        if day is None:
+            day = (EPOCH + timedelta(microseconds=midnight)).astimezone(self._tz).date().toordinal()
+        return self.midnight(day + 1)
+
     def is_working(self, day: int) -> bool:
         """Monday to Friday and not a public holiday of the calendar."""
         w = self._working.get(day)
