@@ -79,8 +79,16 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
-@pytest.mark.parametrize(("case", "charter"), cases() or [(None, None)],
-                         ids=lambda x: "missing" if x is None else str(x).removesuffix(".jsonl").removesuffix(".yaml"))
+def _params() -> list:
+    found = cases()
+    if not found:
+        return [pytest.param(None, None, id="missing")]
+    return [pytest.param(case, charter, id=f"{case.removesuffix('.jsonl')}/"
+                         + (charter if charter.endswith((".yaml", ".yml")) else f"shipped:{charter}"))
+            for case, charter in found]
+
+
+@pytest.mark.parametrize(("case", "charter"), _params())
 def test_conformance_example(case: str | None, charter: str | None, tmp_path: Path):
     d = conformance_dir()
     v2 = d / "v2"
