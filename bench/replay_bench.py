@@ -1,7 +1,12 @@
 """Replay throughput and memory benchmark (goal: 100,000 events/s on one core, < 1 KB peak per subscriber).
 
     python -m bench.replay_bench [--subscribers 100000] [--events 1000000] [--seed 0] [--repeat 1]
-                                 [--cpu 0] [--profile] [--py-spy] [--profile-events 300000]
+                                 [--charters alice-2007,ofcom-2026] [--cpu 0] [--profile] [--py-spy]
+                                 [--profile-events 300000]
+
+Every charter of ``--charters`` is measured on the same event file (the generator writes orders with promised
+start dates and engineer appointments, so both shipped charters have work to do); the first is the reference of
+the ratios (``events_per_s_ratio``: a charter's full-path events/s over the first's).
 
 The event file is generated once by ``streams.gen`` and cached under ``bench/out/`` (its name carries the
 arguments and a digest of the generator source). Every measurement runs in a fresh subprocess pinned to one
@@ -109,12 +114,12 @@ def deep_size(roots: list[Any], seen: set[int]) -> int:
 
 # ---------------------------------------------------------------------------------------------- children
 
-def child_full(path: str) -> dict[str, Any]:
+def child_full(path: str, charter_ref: str) -> dict[str, Any]:
     """The whole replay path, one pass over the file; time and peak memory."""
     from streams.charter import load_charter
     from streams.replay import format_record, replay
 
-    charter = load_charter()
+    charter = load_charter(charter_ref)
     gc.collect()
     rss0 = _rss()
     n_out = 0
@@ -143,14 +148,14 @@ def _best(fn: Any, repeat: int) -> tuple[float, float]:
     return best
 
 
-def child_core(path: str, repeat: int) -> dict[str, Any]:
+def child_core(path: str, repeat: int, charter_ref: str) -> dict[str, Any]:
     """Stage by stage, each the best of ``repeat``: read, orjson, validation, core, serialization; state size."""
     from streams.charter import load_charter
     from streams.core import Engine, to_us
     from streams.records import stamp
     from streams.replay import format_record, parse_line
 
-    charter = load_charter()
+    charter = load_charter(charter_ref)
     res: dict[str, Any] = {}
     t0 = time.perf_counter()
     with open(path, "rb") as f:
@@ -226,7 +231,7 @@ def child_core(path: str, repeat: int) -> dict[str, Any]:
     return res
 
 
-def child_profile(path: str, limit: int, top: int) -> dict[str, Any]:
+def child_profile(path: str, limit: int, top: int, charter_ref: str) -> dict[str, Any]:
     """cProfile of the full path over the first ``limit`` lines; the top functions by own time."""
     import cProfile
     import itertools
@@ -235,7 +240,7 @@ def child_profile(path: str, limit: int, top: int) -> dict[str, Any]:
     from streams.charter import load_charter
     from streams.replay import format_record, replay
 
-    charter = load_charter()
+    charter = load_charter(charter_ref)
     with open(path, "rb") as f:
         lines = list(itertools.islice(f, limit))
     sink = open(os.devnull, "wb")  # noqa: SIM115 - closed below
@@ -326,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu", type=int, default=0, help="CPU to pin every measurement to (-1: no pinning)")
     p.add_argument("--profile", action="store_true", help="also cProfile the full path (bench/out/replay.prof)")
     p.add_argument("--py-spy", action="store_true", dest="pyspy", help="also sample the full path with py-spy")
+    p.add_argument("--charters", default="alice-2007,ofcom-2026",
+                   help="comma-separated charters measured on the same file (the first is the reference)")
     p.add_argument("--profile-events", type=int, default=300_000)
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -334,26 +341,70 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.child:
         _pin(cpu)
-        kind, path, *rest = a.child
+        kind, path, charter_ref, *rest = a.child
         if kind == "full":
-            res = child_full(path)
+            res = child_full(path, charter_ref)
         elif kind == "core":
-            res = child_core(path, int(rest[0]))
+            res = child_core(path, int(rest[0]), charter_ref)
         else:
-            res = child_profile(path, int(rest[0]), int(rest[1]))
+            res = child_profile(path, int(rest[0]), int(rest[1]), charter_ref)
         sys.stdout.write(orjson.dumps(res).decode() + "\n")
         return 0
 
     path, gen_s = event_file(a.subscribers, a.events, a.seed)
-    n = a.events
     print(f"events file: {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:.0f} MB"
           + (f", generated in {gen_s:.1f} s)" if gen_s is not None else ", cached)"), file=sys.stderr)
-    fulls = [_run_child(["full", str(path)], cpu) for _ in range(max(1, a.repeat))]
+    refs = [c.strip() for c in a.charters.split(",") if c.strip()]
+    # full-path runs interleaved (A, B, A, B, ...) so that a busy spell of a shared machine hits both alike
+    fulls: dict[str, list[dict[str, Any]]] = {ref: [] for ref in refs}
+    for _ in range(max(1, a.repeat)):
+        for ref in refs:
+            fulls[ref].append(_run_child(["full", str(path), ref], cpu))
+    by_charter = {ref: measure(path, ref, fulls[ref], a, cpu, gen_s) for ref in refs}
+    m = dict(by_charter[refs[0]])
+    first = m["replay_events_per_s"]
+    m["by_charter"] = {ref: {k: v for k, v in r.items() if k != "machine"} for ref, r in by_charter.items()}
+    for r in m["by_charter"].values():
+        r["events_per_s_ratio"] = r["replay_events_per_s"] / first
+        r["core_events_per_s_ratio"] = r["core_events_per_s"] / m["core_events_per_s"]
+    m["machine"] = _machine()
+    try:
+        m["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                     text=True, check=False).stdout.strip() or None
+    except OSError:
+        m["commit"] = None
+
+    if a.profile:
+        m["cprofile"] = _run_child(["profile", str(path), refs[0], str(a.profile_events), str(a.top)], cpu)
+    if a.pyspy:
+        raw = OUT / "replay.pyspy.txt"
+        _run_child(["full", str(path), refs[0]], cpu, wrap=["py-spy", "record", "-r", "250", "-f", "raw", "-o",
+                                                           str(raw), "--"])
+        m["py_spy"] = {"raw_file": str(raw), **pyspy_summary(raw, a.top)}
+
+    for ref in refs:
+        print(f"\n== charter {ref}")
+        _print_table(by_charter[ref])
+    if len(refs) > 1:
+        print("\n== the same events under each charter (full replay path, best run)")
+        for ref, r in m["by_charter"].items():
+            print(f"  {ref:<24} {r['replay_events_per_s']:>10,.0f} ev/s  {100 * r['events_per_s_ratio']:6.1f} %"
+                  f"   core {r['core_events_per_s']:>10,.0f} ev/s  {100 * r['core_events_per_s_ratio']:6.1f} %"
+                  f"   {r['outputs']:,} outputs")
+    _print_profiles(m)
+    print(orjson.dumps(m).decode())
+    return 0
+
+
+def measure(path: Path, ref: str, fulls: list[dict[str, Any]], a: argparse.Namespace, cpu: int | None,
+            gen_s: float | None) -> dict[str, Any]:
+    """One charter's metrics: its full-path runs (the best is kept) and its stages, measured now."""
+    n = a.events
     full = min(fulls, key=lambda r: r["wall_s"])
-    core = _run_child(["core", str(path), str(max(1, a.repeat))], cpu)
+    core = _run_child(["core", str(path), ref, str(max(1, a.repeat))], cpu)
     peak_growth = max(r["peak_growth"] for r in fulls)
     m: dict[str, Any] = {
-        "subscribers": a.subscribers, "events": n, "seed": a.seed, "pinned_cpu": cpu,
+        "charter": ref, "subscribers": a.subscribers, "events": n, "seed": a.seed, "pinned_cpu": cpu,
         "generate_s": gen_s,
         "replay_events_per_s": n / full["wall_s"], "replay_wall_s": full["wall_s"], "replay_cpu_s": full["cpu_s"],
         "replay_events_per_cpu_s": n / full["cpu_s"],
@@ -376,19 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     m["meets_throughput"] = m["replay_events_per_s"] >= GOAL_EVENTS_PER_S
     m["meets_memory"] = m["bytes_per_subscriber"] < GOAL_BYTES_PER_SUBSCRIBER
-    m["machine"] = _machine()
-
-    if a.profile:
-        m["cprofile"] = _run_child(["profile", str(path), str(a.profile_events), str(a.top)], cpu)
-    if a.pyspy:
-        raw = OUT / "replay.pyspy.txt"
-        _run_child(["full", str(path)], cpu, wrap=["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(raw),
-                                                    "--"])
-        m["py_spy"] = {"raw_file": str(raw), **pyspy_summary(raw, a.top)}
-
-    _print_table(m)
-    print(orjson.dumps(m).decode())
-    return 0
+    return m
 
 
 def _print_table(m: dict[str, Any]) -> None:
@@ -416,6 +455,9 @@ def _print_table(m: dict[str, Any]) -> None:
     w1 = max(len(r[1]) for r in rows)
     for a, b, c in rows:
         print(f"{a:<{w0}}  {b:>{w1}}  {c}")
+
+
+def _print_profiles(m: dict[str, Any]) -> None:
     if "cprofile" in m:
         cp = m["cprofile"]
         print(f"\ncProfile, full path, first {cp['events']:,} events ({cp['total_s']:.1f} s profiled):")

@@ -4,10 +4,19 @@ naming the field; unknown extra fields are ignored."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
 
 _RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -16,11 +25,26 @@ def _text_timestamp(v: object) -> object:
     # Lax datetime parsing would take 1178000000 (or "1178000000") as a Unix time; the spec says RFC 3339 text
     # with an offset.
     if not isinstance(v, str) or not _RFC3339_START.match(v):
-        raise ValueError("occurred_at must be an RFC 3339 string with an offset")
+        raise ValueError("must be an RFC 3339 string with an offset")
     return v
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_timestamp), Field(strict=False)]
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _text_date(v: object) -> object:
+    # a calendar date only: lax parsing would also take a Unix time or a datetime
+    if not isinstance(v, str) or not _DATE.fullmatch(v):
+        raise ValueError("must be a calendar date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(v)
+    except ValueError as e:
+        raise ValueError(f"must be a calendar date YYYY-MM-DD ({e})") from None
+
+
+CalendarDate = Annotated[date, BeforeValidator(_text_date)]
 
 
 class _Event(BaseModel):
@@ -38,6 +62,8 @@ class OrderPlaced(_CustomerEvent):
     zone: Literal["unbundled", "non_unbundled"]
     monthly_fee_cents: int = Field(gt=0)
     tv: bool = True
+    promised_start: CalendarDate | None = Field(
+        None, description="the day the provider promised the service would work, in the charter's time zone")
 
 
 class LineConfirmed(_CustomerEvent):
@@ -80,8 +106,38 @@ class SwitchClaim(_CustomerEvent):
     proof_id: str | None  # required, null when no proof was sent
 
 
+class _AppointmentEvent(_CustomerEvent):
+    appointment_id: str
+
+
+class AppointmentBooked(_AppointmentEvent):
+    type: Literal["booked"]
+    slot_start: Timestamp
+    slot_end: Timestamp
+
+    @field_validator("slot_end")
+    @classmethod
+    def _after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("slot_start")
+        if start is not None and v <= start:
+            raise ValueError("slot_end must be after slot_start")
+        return v
+
+
+class AppointmentAttended(_AppointmentEvent):
+    type: Literal["attended"]
+
+
+class AppointmentCancelled(_AppointmentEvent):
+    """The provider cancelled; ``occurred_at`` is when the customer was told."""
+
+    type: Literal["cancelled"]
+
+
+Appointment = Annotated[AppointmentBooked | AppointmentAttended | AppointmentCancelled, Field(discriminator="type")]
+
 InputEvent = (OrderPlaced | LineConfirmed | ServiceActive | OrderCancelled | BoxShipment | ServiceStatus | CallQueue
-              | SwitchClaim)
+              | SwitchClaim | AppointmentBooked | AppointmentAttended | AppointmentCancelled)
 
 # topic -> the pydantic type of its values (SPEC section 2)
 INPUT_TOPICS: dict[str, object] = {
@@ -90,6 +146,7 @@ INPUT_TOPICS: dict[str, object] = {
     "service-status": ServiceStatus,
     "call-queue": CallQueue,
     "switch-claim": SwitchClaim,
+    "appointment": Appointment,
 }
 KEY_FIELD = {t: ("call_id" if t == "call-queue" else "customer_id") for t in INPUT_TOPICS}
 _ADAPTERS = {t: TypeAdapter(tp) for t, tp in INPUT_TOPICS.items()}

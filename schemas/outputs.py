@@ -14,7 +14,8 @@ class _Out(BaseModel):
 class Compensation(_Out):
     compensation_id: str = Field(description="pure function of (charter, rule, customer, breach)")
     charter: str
-    rule: Literal["late_activation", "switch_fee_refund", "outage"]
+    rule: Literal["late_activation", "switch_fee_refund", "outage", "delayed_repair", "delayed_provision",
+                  "missed_appointment"]
     customer_id: str
     amount_cents: int = Field(ge=0)
     currency: str
@@ -23,6 +24,8 @@ class Compensation(_Out):
     emitted_at: AwareDatetime = Field(description="wall clock when emitted")
     credit_days: int | None = Field(None, description="outage only: days credited by this record")
     services: list[Literal["internet", "telephony", "tv"]] | None = Field(None, description="outage only")
+    day: int | None = Field(None, ge=1, description="per-day rules: 1 for the first day paid, then 2, ...")
+    appointment_id: str | None = Field(None, description="missed_appointment only")
 
 
 class BillingStart(_Out):

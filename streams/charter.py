@@ -1,4 +1,4 @@
-"""Charter files: YAML data validated by pydantic (SPEC section 7).
+"""Charter files: YAML data validated by pydantic (SPEC sections 7 and 9).
 
 Durations are strings such as ``180s``, ``15m``, ``24h``, ``14d`` and are held as integer microseconds, the
 unit of every instant in the core.
@@ -10,10 +10,12 @@ import re
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 US = 1_000_000
 _UNITS = {"ms": 1_000, "s": US, "m": 60 * US, "h": 3600 * US, "d": 86400 * US, "w": 7 * 86400 * US}
@@ -78,22 +80,85 @@ class Hotline(_Strict):
     window: Duration
 
 
+class DelayedRepair(_Strict):
+    after_working_days: int = Field(ge=0)
+    per_day_cents: int = Field(ge=0)
+
+
+class DelayedProvision(_Strict):
+    per_day_cents: int = Field(ge=0)
+
+
+class MissedAppointment(_Strict):
+    amount_cents: int = Field(ge=0)
+    notice: Duration
+
+
+def _check_timezone(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Europe/London')") from None
+    return value
+
+
+def _holidays(value: str) -> Any:
+    country, _, subdiv = value.upper().partition("-")
+    try:
+        return holidays.country_holidays(country, subdiv=subdiv or None)
+    except NotImplementedError as e:
+        raise ValueError(f"unknown calendar {value!r} (a country code, and a subdivision after a dash such as "
+                         f"'GB-ENG'): {e}") from None
+
+
+def _check_calendar(value: str | None) -> str | None:
+    if value is not None:
+        _holidays(value)
+    return value
+
+
 class Charter(_Strict):
     name: str = Field(min_length=1)
     currency: str = Field(min_length=3, max_length=3)
     grace_seconds: float = Field(ge=0)
     default_monthly_fee_cents: int = Field(gt=0)
-    late_activation: LateActivation
-    switch_fee_refund: SwitchFeeRefund
-    installation: Installation
-    outage: Outage
-    hotline: Hotline
+    # Every rule section is optional: a charter enforces the rules it names, and only those (SPEC section 7).
+    late_activation: LateActivation | None = None
+    switch_fee_refund: SwitchFeeRefund | None = None
+    installation: Installation | None = None
+    outage: Outage | None = None
+    hotline: Hotline | None = None
+    # Per-day accrual rules (SPEC section 9), counted in local days of `timezone`, working days of `calendar`.
+    timezone: Annotated[str | None, AfterValidator(_check_timezone)] = None
+    calendar: Annotated[str | None, AfterValidator(_check_calendar)] = None
+    delayed_repair: DelayedRepair | None = None
+    delayed_provision: DelayedProvision | None = None
+    missed_appointment: MissedAppointment | None = None
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, ignored_types=(cached_property,))
+
+    @model_validator(mode="after")
+    def _local_days_named(self) -> Charter:
+        local = [r for r in ("delayed_repair", "delayed_provision") if getattr(self, r) is not None]
+        if local and self.timezone is None:
+            raise ValueError(f"timezone: required by {' and '.join(local)} (local days are counted in it)")
+        if self.delayed_repair is not None and self.calendar is None:
+            raise ValueError("calendar: required by delayed_repair (the working days it allows)")
+        return self
 
     @cached_property
     def grace_us(self) -> int:
         return round(self.grace_seconds * US)
+
+    @cached_property
+    def tz(self) -> ZoneInfo | None:
+        return None if self.timezone is None else ZoneInfo(self.timezone)
+
+    @cached_property
+    def holidays(self) -> Any:
+        """The public holidays of ``calendar`` (a ``holidays`` mapping: ``date in charter.holidays``), or None."""
+        return None if self.calendar is None else _holidays(self.calendar)
 
 
 class CharterError(ValueError):

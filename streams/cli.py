@@ -98,6 +98,87 @@ def replay(file: str, until: str | None, charter_ref: str | None, progress: bool
 _OPTIONS = {"charter": "--charter", "partitions": "--partitions"}
 
 
+class UserError(click.ClickException):
+    """A user's mistake: one line on stderr, exit code 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {' '.join(self.format_message().split())}", err=True)
+
+
+class OneLineErrors(click.Command):
+    """Bad arguments are a ``UserError`` too (click would print usage lines around it)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            raise UserError(f"{e.format_message()} (see 'charter {self.name} --help')") from None
+
+
+def _lines_with_progress(file: str, progress: bool | None, desc: str):
+    """(source to close, its lines); a byte progress bar on stderr when asked, or by default on a terminal."""
+    if file != "-" and not Path(file).is_file():
+        raise UserError(f"no such file: {file}")
+    try:
+        src = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as e:
+        raise UserError(f"cannot read {file}: {e.strerror}") from None
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return src, src
+    from tqdm import tqdm
+
+    bar = tqdm(total=None if file == "-" else Path(file).stat().st_size, unit="B", unit_scale=True,
+               file=sys.stderr, desc=desc)
+
+    def counted(it):
+        for line in it:
+            bar.update(len(line))
+            yield line
+        bar.close()
+
+    return src, counted(src)
+
+
+@main.command(cls=OneLineErrors)
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@click.option("--charter", "charter_refs", multiple=True, required=True,
+              help="A charter name or YAML file; repeat it (the first is the reference of the differences).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--until", "until", default=None, help="RFC 3339 instant: fire deadlines up to it at the end.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+def whatif(file: str, charter_refs: tuple[str, ...], fmt: str, until: str | None, progress: bool | None) -> None:
+    """What each charter would have cost on FILE's events ('-' for stdin): per rule and in total, the
+    compensations, customers and amount, and each charter's difference from the first."""
+    from streams.whatif import FORMATS, labels_for
+    from streams.whatif import whatif as run
+
+    charters = []
+    for ref in charter_refs:
+        try:
+            charters.append(load_charter(ref))
+        except CharterError as e:
+            raise UserError(str(e)) from None
+    try:
+        until_us = None if until is None else parse_instant(until)
+    except ValueError as e:
+        raise UserError(f"--until: {e}") from None
+    src, lines = _lines_with_progress(file, progress, "whatif")
+    try:
+        report = run(lines, charters, labels_for(list(charter_refs), charters), until_us)
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
+    click.echo(FORMATS[fmt](report), nl=False)
+
+
+def _settings(**overrides):
+    pass
+
+
 def _settings(**overrides):
     """The settings of a command: CHARTER_* variables, then its options. The only place a command loads them; an
     invalid or unknown one raises SettingsError, which _Main prints as one line."""

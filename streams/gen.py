@@ -16,7 +16,16 @@ order: the same arguments always give the same stream. What it simulates, over `
 - hotline calls in the ``technical``, ``billing`` and ``sales`` queues, daytime-weighted, waits around the
   180 s promise (a few exactly at it), abandoned calls, calls never settled, answers for unknown calls;
 - transport noise: a small share of events arrives late (``disorder``) and a small share twice
-  (``duplicates``, same ``event_id`` and bytes); both can be turned off.
+  (``duplicates``, same ``event_id`` and bytes); both can be turned off;
+- for the per-day charters (SPEC section 9, ``per_day``, on by default): orders carry a ``promised_start`` date
+  (most kept, some late by days), and engineer ``appointment``s are booked for new lines and for long outages:
+  mostly attended, some no-shows, cancellations with and without 24 h notice, late visits, a few repeated
+  bookings and re-bookings.
+
+The per-day additions draw from their own random stream and number their own events, so with ``per_day`` off the
+output is byte for byte the generator's before them, and with it on the other events are the same except that
+``order_placed`` carries ``promised_start`` (which Alice's rules ignore). With an ``events`` count, appointments
+take some of the count, so the stream stops a little earlier in simulated time than without them.
 
 ``scale`` multiplies every simulated duration and instant offset from ``start``: ``scale=1/86400`` turns the
 30 days into 30 seconds, for live tests against a charter whose durations are scaled the same way.
@@ -52,7 +61,8 @@ _EPOCH_DATE = date(1970, 1, 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 LA, BS, SS, CQ, SC = "line-activation", "box-shipment", "service-status", "call-queue", "switch-claim"
-TOPICS = (LA, BS, SS, CQ, SC)
+AP = "appointment"
+TOPICS = (LA, BS, SS, CQ, SC, AP)
 
 # Shares of the event budget, and the mean number of events one scenario of each kind produces (measured on
 # large runs of this generator; they only size the traffic, nothing depends on them being exact).
@@ -70,6 +80,7 @@ _OFFSETS = {
     SS: ((70, 90, 100), (_UTC, _Z, _PARIS)),
     CQ: ((90, 100), (_PARIS, _UTC)),
     SC: ((95, 100), (_PARIS, _WINTER)),
+    AP: ((60, 90, 100), (_UTC, _Z, _WINTER)),
 }
 
 _FEES = ((45, 60, 85, 100), (2995, 2999, 3490, 4499))
@@ -107,7 +118,7 @@ class _Generator:
 
     def __init__(self, subscribers: int, events: int | None, seed: int, start: datetime, scale: float,
                  hotline_calls_per_hour: float | None, mass_outage: bool, days: float, disorder: float,
-                 duplicates: float, hotline_scale: float | None = None) -> None:
+                 duplicates: float, hotline_scale: float | None = None, per_day: bool = True) -> None:
         if subscribers < 1:
             raise ValueError("subscribers must be >= 1")
         if events is not None and events < 0:
@@ -117,6 +128,11 @@ class _Generator:
         if start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
         self.rng = random.Random(seed)
+        # the per-day additions (promised starts, appointments) have a stream of their own: see the module doc
+        self.per_day = per_day
+        self.rng2 = random.Random(f"{seed}/per-day")
+        self.appt_ids = 0
+        self.start = start
         self.n = subscribers
         self.limit = events
         self.k = scale * _US  # simulated seconds -> output microseconds
@@ -163,9 +179,9 @@ class _Generator:
         self.seq += 1
         heapq.heappush(self.heap, (us, self.seq, us, topic, value, 0))
 
-    def fmt(self, us: int, topic: str) -> str:
+    def fmt(self, us: int, topic: str, rng: random.Random | None = None) -> str:
         cum, offs = _OFFSETS[topic]
-        off, suffix = offs[bisect(cum, self.rng.random() * cum[-1])]
+        off, suffix = offs[bisect(cum, (rng or self.rng).random() * cum[-1])]
         local = self.start_us + us + off * _US
         day, rem = divmod(local, 86_400 * _US)
         prefix = self._days.get(day)
@@ -184,12 +200,14 @@ class _Generator:
 
     def drain(self, upto: int | None) -> Iterator[dict[str, Any]]:
         """Pop (and yield) every pending event arriving at or before ``upto`` microseconds (None: all)."""
-        heap, rng, pop, push = self.heap, self.rng, heapq.heappop, heapq.heappush
+        heap, pop, push = self.heap, heapq.heappop, heapq.heappush
+        main, rng2 = self.rng, self.rng2
         disorder, duplicates = self.disorder, self.duplicates
         while heap and (upto is None or heap[0][0] <= upto):
             arrival, _, occurred, topic, value, flag = pop(heap)
+            rng = rng2 if topic == AP else main
             if flag == 0:
-                value["occurred_at"] = self.fmt(occurred, topic)
+                value["occurred_at"] = self.fmt(occurred, topic, rng)
                 if disorder and rng.random() < disorder:
                     # arrives late: a producer retried, a batch was held back (30 s to 6 h)
                     self.seq += 1
@@ -242,6 +260,8 @@ class _Generator:
                      "zone": "unbundled" if r() < 0.7 else "non_unbundled", "monthly_fee_cents": self.pick(_FEES)}
             if not tv or r() < 0.9:  # tv defaults to true
                 order["tv"] = tv
+            if self.per_day:
+                order["promised_start"] = self._date(t0 + DAY * self.rng2.uniform(6, 24))
             push(t0, LA, order)
         conf = t0 + DAY * min(2 + rng.expovariate(1 / 3), 20)
         deadline = conf + 14 * DAY
@@ -269,6 +289,8 @@ class _Generator:
             push(conf + DAY * rng.uniform(3, 12), LA, self._la(cid, "service_active"))
         if r() < 0.4:  # switching from another operator: a claim for the termination fee
             self.claim(t0 + DAY * rng.uniform(1, 40), cid)
+        if self.per_day and self.rng2.random() < 0.6:  # an engineer installs the line
+            self.appointment(conf - DAY * self.rng2.uniform(0, 2), conf + DAY * self.rng2.uniform(1, 8), cid)
 
     def _la(self, cid: str, kind: str) -> dict[str, Any]:
         return {"event_id": self._id(LA), "occurred_at": None, "customer_id": cid, "type": kind}
@@ -329,6 +351,8 @@ class _Generator:
         length = round(self._outage_length())
         end = t + length
         repaired = r() >= 0.02  # 2 %: still down when the run ends
+        if self.per_day and length > 20 * HOUR and self.rng2.random() < 0.5:  # an engineer comes to repair it
+            self.appointment(t + self.rng2.uniform(2, 20) * HOUR, t + DAY * self.rng2.uniform(1, 4), cid)
         last = rng.randrange(len(services))
         for i, service in enumerate(services):
             if i == 0:
@@ -365,6 +389,53 @@ class _Generator:
             for service in services:
                 self.push(t + rng.uniform(0, 52), SS, self._status(cid, service, "down"))
                 self.push(back + rng.uniform(0, 30), SS, self._status(cid, service, "up"))
+
+    def _date(self, t: float) -> str:
+        """The calendar date (UTC) of simulated second ``t``."""
+        return (self.start + timedelta(microseconds=round(round(t) * self.k))).date().isoformat()
+
+    def _iso(self, t: float) -> str:
+        return (self.start + timedelta(microseconds=round(round(t) * self.k))).isoformat()
+
+    def appointment(self, t: float, day: float, cid: str, rebooked: bool = False) -> None:
+        """Book a 4-hour slot on the day of simulated second ``day`` at ``t``; then what happens to it."""
+        rng = self.rng2
+        r = rng.random
+        self.appt_ids += 1
+        appt_id = f"AP{self.appt_ids:07d}"
+        start = math.floor(day / DAY) * DAY + rng.choice((8, 12, 13)) * HOUR
+        end = start + 4 * HOUR
+        t = min(t, start - HOUR)
+
+        def push(at: float, kind: str, **extra: Any) -> None:
+            self.appt_ids += 1
+            self.push(at, AP, {"event_id": f"a{self.appt_ids}", "occurred_at": None, "customer_id": cid,
+                               "appointment_id": appt_id, "type": kind, **extra})
+
+        push(t, "booked", slot_start=self._iso(start), slot_end=self._iso(end))
+        if r() < 0.02:  # the booking system sends the booking again
+            push(t + rng.uniform(60, HOUR), "booked", slot_start=self._iso(start), slot_end=self._iso(end))
+        x = r()
+        if x < 0.74:
+            push(start + rng.uniform(0, 4 * HOUR), "attended")
+        elif x < 0.76:
+            push(end, "attended")  # arrives at the very end of the slot: kept
+        elif x < 0.80:
+            push(end + rng.uniform(60, 3 * HOUR), "attended")  # too late: missed at the slot's end
+        elif x < 0.86:
+            pass  # nobody came, nothing said: missed at the slot's end
+        elif x < 0.93:  # cancelled in good time (at least 24 h before), often re-booked
+            told = max(t + 60, start - DAY - rng.uniform(0, 3 * DAY))
+            push(told, "cancelled")
+            if not rebooked and r() < 0.7:
+                self.appointment(told + rng.uniform(60, HOUR), day + DAY * rng.uniform(2, 6), cid, rebooked=True)
+        elif x < 0.995:  # cancelled late: within 24 h of the slot or during it
+            told = start - DAY + rng.uniform(1, DAY + 3 * HOUR)
+            push(told, "cancelled")
+            if r() < 0.2:
+                push(told + rng.uniform(60, HOUR), "attended")  # someone came anyway: still missed
+        else:
+            push(start - DAY, "cancelled")  # exactly 24 h before: in time
 
     def call(self, t: float, idx: int) -> None:
         rng, r = self.rng, self.rng.random
@@ -419,7 +490,7 @@ class _Generator:
 def generate(subscribers: int, events: int | None = None, seed: int = 0, start: datetime = DEFAULT_START,
              scale: float = 1.0, hotline_calls_per_hour: float | None = None, mass_outage: bool = True, *,
              days: float = 30.0, disorder: float = 0.002, duplicates: float = 0.002,
-             hotline_scale: float | None = None) -> Iterator[dict[str, Any]]:
+             hotline_scale: float | None = None, per_day: bool = True) -> Iterator[dict[str, Any]]:
     """Yield replay records ``{"topic": ..., "value": {...}}`` of simulated upstream traffic, deterministically.
 
     ``subscribers``: distinct customers (a share are new and go through activation, the rest are legacy).
@@ -429,9 +500,10 @@ def generate(subscribers: int, events: int | None = None, seed: int = 0, start: 
     ``mass_outage``: include a network element failure taking a block of customers down in the same minute.
     ``disorder`` / ``duplicates``: share of events arriving late / twice (0 turns them off).
     ``hotline_scale``: multiplies hotline waits instead of ``scale`` (``alice-2007-seconds``: 1/60).
+    ``per_day``: promised start dates and engineer appointments (SPEC section 9).
     """
     return _Generator(subscribers, events, seed, start, scale, hotline_calls_per_hour, mass_outage, days,
-                      disorder, duplicates, hotline_scale).run()
+                      disorder, duplicates, hotline_scale, per_day).run()
 
 
 def write_jsonl(path: str | Path | BinaryIO, records: Iterable[dict[str, Any]]) -> int:
@@ -473,10 +545,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mass-outage", action="store_true")
     p.add_argument("--disorder", type=float, default=0.002, help="share of late arrivals (0: none)")
     p.add_argument("--duplicates", type=float, default=0.002, help="share of redeliveries (0: none)")
+    p.add_argument("--no-per-day", action="store_true", help="no promised start dates, no appointments")
     p.add_argument("-o", "--output", default="-", help="file (default: standard output)")
     a = p.parse_args(argv)
     records = generate(a.subscribers, a.events, a.seed, a.start, a.scale, a.calls, not a.no_mass_outage,
-                       days=a.days, disorder=a.disorder, duplicates=a.duplicates, hotline_scale=a.hotline_scale)
+                       days=a.days, disorder=a.disorder, duplicates=a.duplicates, hotline_scale=a.hotline_scale,
+                       per_day=not a.no_per_day)
     n = write_jsonl(sys.stdout.buffer if a.output == "-" else a.output, records)
     if a.output == "-":
         sys.stdout.buffer.flush()

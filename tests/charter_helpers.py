@@ -37,6 +37,7 @@ SCALED_CHARTER_PATH = TESTS_DIR / "charters" / "alice-2007-scaled.yaml"
 SHIPPED_CHARTER_TEXT = (TESTS_DIR.parent / "streams" / "charters" / "alice-2007.yaml").read_text(encoding="utf-8")
 
 ALICE = load_charter()
+OFCOM = load_charter("ofcom-2026")
 
 
 def scaled_charter() -> Charter:
@@ -104,10 +105,12 @@ def _la(typ: str, cust: str, at: str, eid: str | None, **fields: Any) -> str:
 
 
 def order(cust: str, at: str, *, zone: str = "unbundled", fee: int = 2995, tv: bool | None = True,
-          eid: str | None = None) -> str:
+          eid: str | None = None, promised: str | None = None) -> str:
     fields: dict[str, Any] = {"zone": zone, "monthly_fee_cents": fee}
     if tv is not None:  # None: the field is left out (default true)
         fields["tv"] = tv
+    if promised is not None:
+        fields["promised_start"] = promised
     return _la("order_placed", cust, at, eid, **fields)
 
 
@@ -174,6 +177,23 @@ def claim(cust: str, at: str, fee: int, proof: str | None = "PROOF-1", operator:
           eid: str | None = None) -> str:
     return line("switch-claim", {"event_id": _eid(eid), "customer_id": cust, "previous_operator": operator,
                                  "termination_fee_cents": fee, "proof_id": proof, "occurred_at": at})
+
+
+def appointment(cust: str, appt: str, at: str, typ: str, eid: str | None = None, **fields: Any) -> str:
+    return line("appointment", {"event_id": _eid(eid), "customer_id": cust, "appointment_id": appt, "type": typ,
+                                "occurred_at": at, **fields})
+
+
+def booked(cust: str, appt: str, at: str, start: str, end: str, eid: str | None = None) -> str:
+    return appointment(cust, appt, at, "booked", eid, slot_start=start, slot_end=end)
+
+
+def attended(cust: str, appt: str, at: str, eid: str | None = None) -> str:
+    return appointment(cust, appt, at, "attended", eid)
+
+
+def appt_cancelled(cust: str, appt: str, at: str, eid: str | None = None) -> str:
+    return appointment(cust, appt, at, "cancelled", eid)
 
 
 def tick(at: str, cust: str = "~clock") -> str:

@@ -78,7 +78,7 @@ _DELETE = object()
 
 
 @pytest.mark.parametrize(("path", "value", "named"), [
-    (("hotline",), _DELETE, "hotline"),
+    (("currency",), _DELETE, "currency"),
     (("outage", "tiers", 0, "after"), "24 hours", "outage.tiers.0.after"),
     (("outage", "tiers", 0, "after"), 24, "outage.tiers.0.after"),
     (("outage", "tiers", 1, "credit_days"), 0, "outage.tiers.1.credit_days"),
@@ -160,10 +160,10 @@ def test_cli_refuses_a_bad_charter_naming_the_setting(tmp_path: Path):
     assert "Traceback" not in res.output
 
     missing = tmp_path / "missing.yaml"
-    missing.write_text(_with(("hotline",), _DELETE), encoding="utf-8")
+    missing.write_text(_with(("currency",), _DELETE), encoding="utf-8")
     res = CliRunner().invoke(main, ["replay", "--charter", str(missing), str(_events(tmp_path))])
     assert res.exit_code != 0
-    assert "hotline" in res.output
+    assert "currency" in res.output
 
 
 def test_cli_uses_the_charter_file(tmp_path: Path):

@@ -77,6 +77,10 @@ def test_content_mix(records):
               ("service-status", "down"), ("service-status", "up"), ("call-queue", "queued"),
               ("call-queue", "answered"), ("call-queue", "abandoned"), ("switch-claim", "claim")]:
         assert kinds[k] > 0, k
+    for k in [("appointment", "booked"), ("appointment", "attended"), ("appointment", "cancelled")]:
+        assert kinds[k] > 0, k
+    orders = [r["value"] for r in records if r["value"].get("type") == "order_placed"]
+    assert orders and all("promised_start" in o for o in orders)
     queues = {r["value"]["queue"] for r in records if r["topic"] == "call-queue"}
     assert queues == {"technical", "billing", "sales"}
     fees = {r["value"]["monthly_fee_cents"] for r in records if r["value"].get("type") == "order_placed"}
@@ -150,3 +154,33 @@ def test_seconds_scaled_traffic_against_the_seconds_charter():
     for what in ["late_activation", "switch_fee_refund", "outage", "billing", "claim-decision", "hotline-breach",
                  "hotline-kpi", "sla-alert"]:
         assert seen[what] > 0, (what, seen)
+
+
+def test_per_day_additions_leave_the_other_events_as_they_were():
+    """Promised starts and appointments have their own random stream: without them the file is what the generator
+    wrote before they existed, and with them every other event is unchanged but for promised_start."""
+    plain = list(generate(SUBS, seed=7, days=20, per_day=False))
+    full = list(generate(SUBS, seed=7, days=20))
+    others = []
+    for r in full:
+        if r["topic"] == "appointment":
+            continue
+        others.append({**r, "value": {k: v for k, v in r["value"].items() if k != "promised_start"}})
+    assert others == plain
+    assert len(full) > len(plain)
+    # so Alice's outputs are the same with or without them
+    alice = load_charter()
+
+    def outputs(recs: list[dict]) -> list[tuple]:
+        return [(t, k, {f: x for f, x in v.items() if f != "emitted_at"})
+                for t, k, v in replay([orjson.dumps(r) for r in recs], alice)]
+
+    assert outputs(full) == outputs(plain)
+
+
+def test_replay_of_a_generated_file_exercises_every_per_day_rule(records):
+    seen = collections.Counter()
+    for topic, _key, value in replay([orjson.dumps(r) for r in records], load_charter("ofcom-2026")):
+        assert topic == "compensation", value
+        seen[value["rule"]] += 1
+    assert seen["delayed_repair"] > 0 and seen["delayed_provision"] > 0 and seen["missed_appointment"] > 0, seen

@@ -1,9 +1,11 @@
-"""Property tests on generated event files (SPEC sections 1, 3, 5, 8).
+"""Property tests on generated event files (SPEC sections 1, 3, 5, 8), under both shipped charters.
 
-The strategy writes realistic stories for a few customers (orders, confirmations, deliveries, activations,
-cancellations, outages of several services, switch claims) and hotline calls on two queues, with durations drawn
-around every threshold of the charter, timestamps spread over days and written with random UTC offsets, then lays
-them out in a file either in event-time order or with some events arriving late.
+The strategy writes realistic stories for a few customers (orders, some with a promised start date, confirmations,
+deliveries, activations, cancellations, outages of several services, switch claims, engineer appointments) and
+hotline calls on two queues, with durations drawn around every threshold of the charters (Alice's tiers and
+deadlines; local midnights, the 24 h appointment notice and slot ends for ofcom-2026), timestamps spread over days
+around an anchor (May 2007, the end of British Summer Time 2026 or Christmas 2026) and written with random UTC
+offsets, then lays them out in a file either in event-time order or with some events arriving late.
 """
 
 from __future__ import annotations
@@ -11,20 +13,29 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.charter import Charter
+from streams.charter import Charter, parse_charter
 from streams.core import Engine
 from streams.core.state import Call, Subscriber, Window
-from streams.core.timeutil import to_us
+from streams.core.timeutil import EPOCH, to_us
 from streams.replay import format_record, parse_line
-from tests.charter_helpers import ALICE, T0, D, H, M, Rec, S, canon, charter_with, run, ts
+from tests.charter_helpers import ALICE, OFCOM, T0, D, H, M, Rec, S, canon, charter_with, run, ts
 
 GRACE = charter_with(grace_seconds=90)
-CHARTERS = st.sampled_from([ALICE, GRACE])
+OFCOM_GRACE = parse_charter(
+    (Path(__file__).resolve().parents[1] / "streams" / "charters" / "ofcom-2026.yaml").read_text()
+    .replace("grace_seconds: 0", "grace_seconds: 90"), "<ofcom with grace>")
+CHARTERS = st.sampled_from([ALICE, GRACE, OFCOM, OFCOM_GRACE])
+LONDON = ZoneInfo("Europe/London")
+# story anchors, as offsets from T0: May 2007; the week British Summer Time 2026 ends; Christmas 2026
+ANCHORS = [0, to_us(datetime(2026, 10, 20, tzinfo=LONDON)) - T0, to_us(datetime(2026, 12, 20, tzinfo=LONDON)) - T0]
 OFFSETS = st.sampled_from(["+00:00", "Z", "+02:00", "-05:00", "+05:30", "+00:07", "-09:30", "+14:00"])
 CUSTOMERS = ["A", "B", "C"]
 QUEUES = ["technical", "billing"]
@@ -53,10 +64,22 @@ def _near(*anchors: int) -> st.SearchStrategy[int]:
 ACTIVATION = _near(10 * D, 14 * D)
 OUTAGE = _near(24 * H, 72 * H, 168 * H)
 WAIT = _near(180 * S, 15 * M + 180 * S)
+NOTICE = 24 * H
+EDGE = st.sampled_from([0, 0, 1, -1, S, -S])  # on a threshold, or just either side of it
+
+
+def local_midnight(off: int, days: int) -> int:
+    """The London midnight starting the ``days``-th day after the local day of T0 + ``off``, as an offset."""
+    local = (EPOCH + timedelta(microseconds=T0 + off)).astimezone(LONDON).date() + timedelta(days=days)
+    return to_us(datetime(local.year, local.month, local.day, tzinfo=LONDON)) - T0
+
+
+def promised_date(off: int) -> str:
+    return (EPOCH + timedelta(microseconds=T0 + off)).astimezone(LONDON).date().isoformat()
 
 
 @st.composite
-def customer_events(draw, cust: str) -> list[Ev]:
+def customer_events(draw, cust: str, anchor: int = 0) -> list[Ev]:
     evs: list[Ev] = []
     n = 0
 
@@ -65,10 +88,12 @@ def customer_events(draw, cust: str) -> list[Ev]:
         n += 1
         evs.append(Ev(at, topic, {"event_id": f"{cust}{n}", "customer_id": cust, **value}, cust, draw(OFFSETS)))
 
-    base = draw(st.integers(0, 3 * D // S)) * S
+    base = anchor + draw(st.integers(0, 3 * D // S)) * S
     if draw(st.booleans()):  # a new subscriber (else a legacy one, active before the processor was deployed)
         tv = draw(st.sampled_from([True, False, None]))
         extra = {} if tv is None else {"tv": tv}
+        if draw(st.booleans()):  # rule 7: a promised start some days after the order
+            extra["promised_start"] = promised_date(base + draw(st.integers(-1, 12)) * D)
         add(base, "line-activation", type="order_placed", zone=draw(st.sampled_from(["unbundled", "non_unbundled"])),
             monthly_fee_cents=draw(st.sampled_from([2995, 2985, 3490, 15])), **extra)
     if draw(st.booleans()):
@@ -78,8 +103,12 @@ def customer_events(draw, cust: str) -> list[Ev]:
             if draw(st.booleans()):
                 add(confirm + draw(ACTIVATION) - D, "box-shipment", item=item,
                     status=draw(st.sampled_from(["delivered", "delivered", "shipped", "returned"])))
-        if draw(st.booleans()):
-            add(confirm + draw(ACTIVATION), "line-activation", type="service_active")
+        if draw(st.booleans()):  # active a while after, or just around a local midnight
+            if draw(st.booleans()):
+                at = confirm + draw(ACTIVATION)
+            else:
+                at = local_midnight(confirm, draw(st.integers(0, 16)))
+            add(at + draw(EDGE), "line-activation", type="service_active")
         if draw(st.integers(0, 4)) == 0:
             add(confirm + draw(ACTIVATION), "line-activation", type="order_cancelled")
     # outages: services go down and come back; the instants of downs are distinct per customer (see
@@ -92,21 +121,33 @@ def customer_events(draw, cust: str) -> list[Ev]:
         used.add(start)
         service = draw(st.sampled_from(["internet", "telephony", "tv"]))
         add(start, "service-status", service=service, status="down")
-        if draw(st.integers(0, 5)):
-            add(start + draw(OUTAGE), "service-status", service=service, status="up")
+        if draw(st.integers(0, 5)):  # back after a tier-ish length, or around a local midnight some days later
+            by_midnight = draw(st.booleans())
+            end = local_midnight(start, draw(st.integers(1, 9))) if by_midnight else start + draw(OUTAGE)
+            add(max(start, end + draw(EDGE)), "service-status", service=service, status="up")
     for _ in range(draw(st.integers(0, 2))):
         add(base + draw(st.integers(0, 20 * D // S)) * S, "switch-claim", previous_operator="Free",
             termination_fee_cents=draw(st.sampled_from([0, 5000, 9900, 12000])),
             proof_id=draw(st.sampled_from([None, "", "LR-1"])))
+    for i in range(draw(st.integers(0, 2))):  # rule 8: engineer appointments
+        appt = f"{cust}-AP{i}"
+        slot = base + draw(st.integers(1, 8 * D // H)) * H
+        end = slot + 4 * H
+        add(base + draw(st.integers(0, 12)) * H, "appointment", appointment_id=appt, type="booked",
+            slot_start=ts(slot), slot_end=ts(end))
+        for kind in ("cancelled", "attended"):
+            if draw(st.booleans()):
+                at = draw(st.sampled_from([slot - NOTICE, slot, end, end + H, slot - 3 * D])) + draw(EDGE)
+                add(max(base, at), "appointment", appointment_id=appt, type=kind)
     return evs
 
 
 @st.composite
-def call_events(draw) -> list[Ev]:
+def call_events(draw, anchor: int = 0) -> list[Ev]:
     evs: list[Ev] = []
     for i in range(draw(st.integers(0, 6))):
         call_id, queue = f"K{i}", draw(st.sampled_from(QUEUES))
-        q = draw(st.integers(0, 3 * H // S)) * S + draw(st.sampled_from([0, 1, 250_000]))
+        q = anchor + draw(st.integers(0, 3 * H // S)) * S + draw(st.sampled_from([0, 1, 250_000]))
         value = {"call_id": call_id, "queue": queue}
         evs.append(Ev(q, "call-queue", {**value, "event_id": f"{call_id}q", "type": "queued"}, queue, draw(OFFSETS)))
         outcome = draw(st.sampled_from(["answered", "answered", "abandoned", None]))
@@ -119,9 +160,10 @@ def call_events(draw) -> list[Ev]:
 @st.composite
 def stories(draw) -> list[Ev]:
     evs: list[Ev] = []
+    anchor = draw(st.sampled_from(ANCHORS))  # one for the whole file: the clock is shared
     for cust in CUSTOMERS[: draw(st.integers(1, len(CUSTOMERS)))]:
-        evs += draw(customer_events(cust))
-    evs += draw(call_events())
+        evs += draw(customer_events(cust, anchor))
+    evs += draw(call_events(anchor))
     return evs
 
 
@@ -152,7 +194,7 @@ def lines_of(evs: list[Ev]) -> list[str]:
 
 
 def far_until(evs: list[Ev]) -> int:
-    return T0 + max((e.at for e in evs), default=0) + 400 * D
+    return T0 + max((e.at for e in evs), default=0) + 40 * D  # past every Alice deadline; 40 ofcom days
 
 
 # ---------------------------------------------------------------------------------------------------- (a) split

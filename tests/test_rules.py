@@ -8,6 +8,7 @@ Every output record is validated against its model in ``schemas.outputs.OUTPUT_M
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -483,10 +484,43 @@ class TestOutage:
         lines = [order("A", ts(0), fee=3490), confirmed("A", ts(0)), active("A", ts(S)), down("A", ts(S))]
         assert _outage_view(k.run(lines, FAR)) == [(30, 3490, S + k.tiers[0])]
 
-    def test_outage_after_cancellation_is_not_pending(self, k: Knobs):
+    # SPEC 4 rule 4: an outage that starts at or after the customer's order_cancelled earns nothing, active or not
+    @pytest.mark.parametrize(("cancel_at", "paid"), [(-1, False), (0, False), (1, True), (S, True)],
+                             ids=["1us-before-start", "at-start", "1us-after-start", "1s-after-start"])
+    def test_cancellation_around_the_outage_start(self, k: Knobs, cancel_at: int, paid: bool):
+        start = 40 * D
+        lines = [order("A", ts(0), fee=3490), confirmed("A", ts(0)), active("A", ts(D)),
+                 cancelled("A", ts(start + cancel_at)), down("A", ts(start)), up("A", ts(start + k.tiers[1] + S))]
+        lines.sort(key=lambda text: inst(json.loads(text)["value"]["occurred_at"]))
+        expected = [(3, 349, start + k.tiers[0]), (4, 465, start + k.tiers[1])] if paid else []
+        assert _outage_view(k.run(lines, FAR)) == expected
+
+    def test_cancellation_before_activation_then_outage_earns_nothing(self, k: Knobs):
+        # not a pending order any more (cancelled), and not a contract either: nothing, whatever the length
         lines = [order("A", ts(0), fee=3490), cancelled("A", ts(S)), down("A", ts(2 * S)),
-                 up("A", ts(2 * S + k.tiers[0] + S))]
-        assert _outage_view(k.run(lines, FAR)) == [(3, 349, 2 * S + k.tiers[0])]
+                 up("A", ts(2 * S + k.tiers[2] + S))]
+        assert k.run(lines, FAR).comps() == []
+
+    def test_cancellation_after_activation_then_outage_earns_nothing(self, k: Knobs):
+        lines = [order("A", ts(0), fee=3490), confirmed("A", ts(0)), active("A", ts(S)),
+                 cancelled("A", ts(40 * D)), down("A", ts(41 * D)), up("A", ts(41 * D + k.tiers[2] + S))]
+        assert k.run(lines, FAR).comps("outage") == []
+
+    def test_legacy_customer_with_a_cancellation_earns_nothing_after_it(self, k: Knobs):
+        lines = [down("L", ts(0)), up("L", ts(k.tiers[0] + S)), cancelled("L", ts(10 * D)),
+                 down("L", ts(11 * D)), up("L", ts(11 * D + k.tiers[0] + S))]
+        assert _outage_view(k.run(lines, FAR)) == [(3, 300, k.tiers[0])]
+
+    def test_outage_open_at_the_cancellation_keeps_earning(self, k: Knobs):
+        # it started before the cancellation: the rule only looks at where the outage starts
+        lines = [down("L", ts(0)), cancelled("L", ts(k.tiers[0] + S)), up("L", ts(k.tiers[1] + S))]
+        assert _outage_view(k.run(lines, FAR)) == [(3, 300, k.tiers[0]), (4, 399, k.tiers[1])]
+
+    def test_late_arriving_cancellation_stops_the_tiers_still_to_come(self, k: Knobs):
+        # the cancellation (occurred before the outage started) arrives after the first tier was paid
+        lines = [down("L", ts(D)), tick(ts(D + k.tiers[0] + S)), cancelled("L", ts(0)),
+                 up("L", ts(D + k.tiers[2] + S))]
+        assert _outage_view(k.run(lines, FAR)) == [(3, 300, D + k.tiers[0])]
 
     def test_confirmed_line_without_order_is_not_a_pending_order(self, k: Knobs):
         # core choice: only an order_placed makes an order pending for rule 4

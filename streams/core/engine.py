@@ -18,6 +18,9 @@ import uuid
 from typing import Any
 
 from schemas.inputs import (
+    AppointmentAttended,
+    AppointmentBooked,
+    AppointmentCancelled,
     BoxShipment,
     CallQueue,
     LineConfirmed,
@@ -28,12 +31,26 @@ from schemas.inputs import (
     SwitchClaim,
 )
 from streams.charter import Charter
-from streams.core.state import SERVICE_BIT, SERVICES, Call, Seen, Subscriber, Window
+from streams.core.deadlines import K_ALERT, K_APPOINTMENT, K_BREACH, K_KPI, K_LATE, K_OUTAGE, K_PROVISION, K_REPAIR
+from streams.core.localdays import LocalDays
+from streams.core.state import (
+    APPT_ATTEND_AT,
+    APPT_BOOKED_ID,
+    APPT_CANCEL_AT,
+    APPT_CANCEL_ID,
+    APPT_DONE,
+    APPT_DUE,
+    APPT_END,
+    APPT_START,
+    SERVICE_BIT,
+    SERVICES,
+    Call,
+    Seen,
+    Subscriber,
+    Window,
+    new_appt,
+)
 from streams.core.timeutil import iso, to_us
-
-# Deadline kinds; the number also orders deadlines falling due at the same instant, so ties resolve the same
-# way in replay, live, and after a heap rebuilt from state.
-K_ALERT, K_LATE, K_OUTAGE, K_BREACH, K_KPI = range(5)
 
 Output = tuple[str, str, dict[str, Any]]  # (topic, key, value)
 
@@ -77,13 +94,26 @@ class Engine:
         self.dirty_windows: set[tuple[str, int]] = set()
         c = charter
         self._grace = c.grace_us
-        self._late_deadline = c.late_activation.deadline
-        self._alert_after = c.late_activation.alert_after
-        self._tiers = [(t.after, t.credit_days) for t in c.outage.tiers]
-        self._first_month = c.outage.first_month
-        self._dpm = c.outage.days_per_month
-        self._answer_within = c.hotline.answer_within
-        self._window = c.hotline.window
+        # A rule whose section the charter lacks is not enforced (SPEC 7): it arms nothing and emits nothing. The
+        # facts it would read (milestones, the outage in progress) are still recorded: other rules share them.
+        self._late = c.late_activation is not None
+        if c.late_activation is not None:
+            self._late_deadline = c.late_activation.deadline
+            self._alert_after = c.late_activation.alert_after
+        self._outage = c.outage is not None
+        if c.outage is not None:
+            self._tiers = [(t.after, t.credit_days) for t in c.outage.tiers]
+            self._first_month = c.outage.first_month
+            self._dpm = c.outage.days_per_month
+        self._hotline = c.hotline is not None
+        if c.hotline is not None:
+            self._answer_within = c.hotline.answer_within
+            self._window = c.hotline.window
+        # SPEC section 9: per-day rules, in local days of the charter's time zone
+        self._days = None if c.tz is None else LocalDays(c.tz, c.holidays)
+        self._repair = c.delayed_repair
+        self._provision = c.delayed_provision
+        self._appointment = c.missed_appointment
         self._handlers = {
             OrderPlaced: self._order_placed,
             LineConfirmed: self._line_confirmed,
@@ -92,7 +122,13 @@ class Engine:
             BoxShipment: self._box_shipment,
             ServiceStatus: self._service_status,
             SwitchClaim: self._switch_claim,
+            AppointmentBooked: self._appointment_event,
+            AppointmentAttended: self._appointment_event,
+            AppointmentCancelled: self._appointment_event,
         }
+        # indexed by deadline kind (streams/core/deadlines.py)
+        self._fire_kind = (self._fire_alert, self._fire_late, self._fire_outage, self._fire_breach, self._fire_kpi,
+                           self._fire_repair, self._fire_provision, self._fire_appointment)
 
     # ------------------------------------------------------------------ time
 
@@ -116,8 +152,7 @@ class Engine:
         """Rebuild the heap from the states (after loading them from a changelog)."""
         heap: list[tuple[int, int, Any]] = []
         for key, sub in self.subscribers.items():
-            for due, kind in sub.deadlines():
-                heap.append((due, kind, key))
+            heap += sub.deadlines(key)
         for key, call in self.calls.items():
             if call.breach_due is not None:
                 heap.append((call.breach_due, K_BREACH, key))
@@ -132,19 +167,10 @@ class Engine:
 
     def _fire(self, limit: int, inclusive: bool) -> list[Output]:
         out: list[Output] = []
-        heap = self._heap
+        heap, fire = self._heap, self._fire_kind
         while heap and (heap[0][0] <= limit if inclusive else heap[0][0] < limit):
             due, kind, key = heapq.heappop(heap)
-            if kind == K_OUTAGE:
-                self._fire_outage(due, key, out)
-            elif kind == K_BREACH:
-                self._fire_breach(due, key, out)
-            elif kind == K_KPI:
-                self._fire_kpi(due, key, out)
-            elif kind == K_LATE:
-                self._fire_late(due, key, out)
-            else:
-                self._fire_alert(due, key, out)
+            fire[kind](due, key, out)
         return out
 
     # ------------------------------------------------------------------ events
@@ -157,8 +183,11 @@ class Engine:
             at = to_us(event.occurred_at)
         out: list[Output] = []
         if topic == "call-queue":
-            self._call(event, at, out)
+            if self._hotline:
+                self._call(event, at, out)
             return out
+        if topic == "appointment" and self._appointment is None:
+            return out  # no rule reads appointments: keep no trace of them
         key = event.customer_id
         sub = self.subscribers.get(key)
         if sub is None:
@@ -180,12 +209,20 @@ class Engine:
         sub.tv = ev.tv
         sub.order_at = at
         sub.order_id = ev.event_id
+        # rule 7: only the first order_placed carrying a promised_start counts
+        if ev.promised_start is not None and sub.prov_id is None and self._provision is not None:
+            sub.prov_id = ev.event_id
+            sub.prov_day = 1
+            sub.prov_due = self._days.midnight(ev.promised_start.toordinal() + 1)  # the end of the promised day
+            self._arm(sub.prov_due, K_PROVISION, key)
 
     def _line_confirmed(self, key: str, sub: Subscriber, ev: LineConfirmed, at: int, out: list[Output]) -> None:
         if sub.confirmed_at is not None:  # the clock starts at the first confirmation only
             return
         sub.confirmed_at = at
         sub.confirmed_id = ev.event_id
+        if not self._late:
+            return
         sub.alert_due = at + self._alert_after
         sub.late_due = at + self._late_deadline
         self._arm(sub.alert_due, K_ALERT, key)
@@ -198,8 +235,10 @@ class Engine:
             return
         sub.active_at = at
         sub.active_id = ev.event_id
-        sub.billing_at = at
+        sub.billing_at = at  # rule 4's first month counts from here, whether or not rule 3 bills anything
         c = self.charter.installation
+        if c is None:
+            return
         fee = c.unbundled_fee_cents if sub.zone == "u" else c.other_fee_cents
         out.append(("billing", key, {"type": "billing_start", "customer_id": key, "starts_at": iso(at),
                                      "installation_fee_cents": fee}))
@@ -252,6 +291,8 @@ class Engine:
     # rule 2 -----------------------------------------------------------------
 
     def _switch_claim(self, key: str, sub: Subscriber, ev: SwitchClaim, at: int, out: list[Output]) -> None:
+        if self.charter.switch_fee_refund is None:
+            return
         if sub.refund_granted:
             decision, reason = "rejected", "already_refunded"
         elif not ev.proof_id:
@@ -277,8 +318,15 @@ class Engine:
                 sub.out_start_id = ev.event_id
                 sub.out_services = 0
                 sub.out_tier = 0
-                sub.out_due = at + self._tiers[0][0]
-                self._arm(sub.out_due, K_OUTAGE, key)
+                if self._outage:
+                    sub.out_due = at + self._tiers[0][0]
+                    self._arm(sub.out_due, K_OUTAGE, key)
+                if self._repair is not None:  # rule 6: the working days after the start's day are allowed
+                    days = self._days
+                    sub.rep_day = 1
+                    sub.rep_due = days.midnight(days.after_working_days(days.day_of(at),
+                                                                        self._repair.after_working_days))
+                    self._arm(sub.rep_due, K_REPAIR, key)
             sub.down |= bit
             sub.out_services |= bit
         else:
@@ -288,9 +336,14 @@ class Engine:
             if sub.down == 0:  # the last service back closes the outage
                 # A threshold passed while the outage was still open is owed even if it has not fired yet (it
                 # can only be pending here under grace_seconds > 0: grace delays a deadline, never a decision).
-                while sub.out_due is not None and sub.out_due < at:
-                    self._fire_outage(sub.out_due, key, out)
-                sub.out_start = sub.out_start_id = sub.out_due = None
+                while True:
+                    pending = [(d, k) for d, k in ((sub.out_due, K_OUTAGE), (sub.rep_due, K_REPAIR))
+                               if d is not None and d < at]
+                    if not pending:
+                        break
+                    due, kind = min(pending)
+                    self._fire_kind[kind](due, key, out)
+                sub.out_start = sub.out_start_id = sub.out_due = sub.rep_due = sub.rep_day = None
                 sub.out_services = 0
                 sub.out_tier = 0
 
@@ -301,8 +354,8 @@ class Engine:
         sub.out_due = None
         self._dirty_sub(key)
         start = sub.out_start
-        if self._pending_order_at(sub, start):
-            return  # rule 1 covers time before the access works: this outage earns nothing
+        if not self._outage_earns(sub, start):
+            return
         tier = sub.out_tier
         services = [s for s in SERVICES if sub.out_services & SERVICE_BIT[s]]
         breach = f"{start}\x1f{sub.out_start_id}\x1f{tier}"  # two outages may start at the same instant
@@ -321,6 +374,14 @@ class Engine:
             sub.out_due = start + self._tiers[tier + 1][0]
             self._arm(sub.out_due, K_OUTAGE, key)
 
+    @classmethod
+    def _outage_earns(cls, sub: Subscriber, start: int) -> bool:
+        """Rule 4 (and rule 6): an outage starting while an order is pending earns nothing (rule 1 covers that
+        time), nor one starting at or after an order_cancelled (no contract, active or not)."""
+        if sub.cancelled_at is not None and sub.cancelled_at <= start:
+            return False
+        return not cls._pending_order_at(sub, start)
+
     @staticmethod
     def _pending_order_at(sub: Subscriber, t: int) -> bool:
         """An order placed, not cancelled and not yet service_active at instant t."""
@@ -329,6 +390,97 @@ class Engine:
         if sub.active_at is not None and sub.active_at <= t:
             return False
         return not (sub.cancelled_at is not None and sub.cancelled_at <= t)
+
+    # rule 6: delayed repair ------------------------------------------------------
+
+    def _fire_repair(self, due: int, key: str, out: list[Output]) -> None:
+        sub = self.subscribers.get(key)
+        if sub is None or sub.rep_due != due:
+            return
+        self._dirty_sub(key)
+        start = sub.out_start
+        if not self._outage_earns(sub, start):
+            sub.rep_due = sub.rep_day = None  # this outage earns nothing, as under rule 4
+            return
+        day = sub.rep_day
+        out.append(self._compensation(key, "delayed_repair", f"{start}\x1f{sub.out_start_id}\x1f{day}",
+                                      self._repair.per_day_cents, due, [sub.out_start_id], day=day))
+        sub.rep_day = day + 1
+        sub.rep_due = self._days.next_midnight(due)
+        self._arm(sub.rep_due, K_REPAIR, key)
+
+    # rule 7: delayed provision ----------------------------------------------------
+
+    def _fire_provision(self, due: int, key: str, out: list[Output]) -> None:
+        sub = self.subscribers.get(key)
+        if sub is None or sub.prov_due != due:
+            return
+        self._dirty_sub(key)
+        if (sub.active_at is not None and sub.active_at <= due) or self._cancelled_by(sub, due):
+            sub.prov_due = None  # provided or cancelled by this midnight: no more days (prov_id stays: promised)
+            return
+        day = sub.prov_day
+        out.append(self._compensation(key, "delayed_provision", str(day), self._provision.per_day_cents, due,
+                                      [sub.prov_id], day=day))
+        sub.prov_day = day + 1
+        sub.prov_due = self._days.next_midnight(due)
+        self._arm(sub.prov_due, K_PROVISION, key)
+
+    # rule 8: missed appointment ---------------------------------------------------
+
+    def _appointment_event(self, key: str, sub: Subscriber, ev: Any, at: int, out: list[Output]) -> None:
+        appts = sub.appts
+        if appts is None:
+            appts = sub.appts = {}
+        a = appts.get(ev.appointment_id)
+        if a == APPT_DONE:
+            return  # decided: nothing changes it any more
+        if a is None:
+            a = appts[ev.appointment_id] = new_appt()
+        if ev.type == "booked":
+            if a[APPT_START] is not None:
+                return  # a later booked of the same id changes nothing
+            a[APPT_START], a[APPT_END], a[APPT_BOOKED_ID] = to_us(ev.slot_start), to_us(ev.slot_end), ev.event_id
+        elif ev.type == "cancelled":
+            if a[APPT_CANCEL_AT] is not None and a[APPT_CANCEL_AT] <= at:
+                return  # only the first cancellation counts
+            a[APPT_CANCEL_AT], a[APPT_CANCEL_ID] = at, ev.event_id
+        else:
+            if a[APPT_ATTEND_AT] is not None and a[APPT_ATTEND_AT] <= at:
+                return
+            a[APPT_ATTEND_AT] = at
+        if a[APPT_START] is None:
+            return  # not booked yet: nothing to decide
+        cancel = a[APPT_CANCEL_AT]
+        if cancel is not None and cancel <= a[APPT_START] - self._appointment.notice:
+            appts[ev.appointment_id] = APPT_DONE  # cancelled with enough notice: nothing owed, ever
+            return
+        # the instant the appointment is decided: a cancellation within the notice period, else the slot's end
+        due = cancel if cancel is not None and cancel <= a[APPT_END] else a[APPT_END]
+        if due != a[APPT_DUE]:
+            a[APPT_DUE] = due
+            self._arm(due, K_APPOINTMENT, (key, ev.appointment_id))
+
+    def _fire_appointment(self, due: int, akey: tuple[str, str], out: list[Output]) -> None:
+        key, appt_id = akey
+        sub = self.subscribers.get(key)
+        a = None if sub is None or sub.appts is None else sub.appts.get(appt_id)
+        if not a or a[APPT_DUE] != due:
+            return
+        self._dirty_sub(key)
+        sub.appts[appt_id] = APPT_DONE
+        cancel, attend = a[APPT_CANCEL_AT], a[APPT_ATTEND_AT]
+        if cancel is not None and cancel <= a[APPT_END]:
+            # (a) cancelled within the notice period, at or before the slot's end: missed unless attended before
+            if attend is not None and attend < cancel:
+                return
+            evidence = [a[APPT_BOOKED_ID], a[APPT_CANCEL_ID]]
+        elif attend is not None and attend <= a[APPT_END]:
+            return  # kept
+        else:
+            evidence = [a[APPT_BOOKED_ID]]  # (b) nobody came and nothing was said by the slot's end
+        out.append(self._compensation(key, "missed_appointment", appt_id, self._appointment.amount_cents, due,
+                                      evidence, appointment_id=appt_id))
 
     # rule 5 -----------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Per-key state of the core, with a compact list encoding for changelogs.
+"""Per-key state of the core, with a compact, versioned encoding for changelogs.
 
 Every piece of state, pending deadlines included, is plain data here: the live worker stores the encoded form in
 changelogged Faust tables and rebuilds its deadline heap from it when a partition is assigned.
@@ -6,7 +6,9 @@ changelogged Faust tables and rebuilds its deadline heap from it when a partitio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+from streams.core.deadlines import K_ALERT, K_APPOINTMENT, K_LATE, K_OUTAGE, K_PROVISION, K_REPAIR
 
 # Service bit masks: the set of services down is one small int.
 SERVICE_BIT = {"internet": 1, "telephony": 2, "tv": 4}
@@ -14,7 +16,7 @@ SERVICES = tuple(SERVICE_BIT)
 
 # Topic codes prefixed to event ids in the de-duplication record: an event_id is unique in its topic only.
 TOPIC_CODE = {"line-activation": "L", "box-shipment": "B", "service-status": "S", "switch-claim": "W",
-              "call-queue": "Q"}
+              "call-queue": "Q", "appointment": "A"}
 SEP = "\x1f"
 ESC = "\x1e"
 
@@ -37,24 +39,71 @@ class Seen:
         return f"{SEP}{TOPIC_CODE[topic]}{event_id}{SEP}"
 
 
+FORMAT_VERSION = 2
+"""The row format written by ``encode``. Version 1 (before rows carried one) was the list of slot values in slot
+order; version 2 is a mapping ``{"v": 2, name: value, ...}`` that leaves out every field equal to its default."""
+
+
+class StateFormatError(ValueError):
+    """A stored row this code cannot read (written by a newer version, or damaged)."""
+
+
 class _Record:
-    """Slots-only state whose encoding is the list of its slot values, in slot order."""
+    """Slots-only state with a versioned, named encoding (``encode``/``decode``; docs/design.md says how to evolve it).
+
+    ``DEFAULTS`` gives the value of a field absent from a row; a field without a default is always written.
+    ``V1_SLOTS`` is the field order of version 1 rows: frozen, those rows stay in changelogs until rewritten.
+    """
 
     __slots__ = ()
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    V1_SLOTS: ClassVar[tuple[str, ...]] = ()
 
-    def encode(self) -> list[Any]:
-        return [getattr(self, s) for s in self.__slots__]
+    def encode(self) -> dict[str, Any]:
+        defaults, missing = self.DEFAULTS, _MISSING
+        row: dict[str, Any] = {"v": FORMAT_VERSION}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            default = defaults.get(name, missing)
+            if value is not default and value != default:
+                row[name] = value
+        return row
 
     @classmethod
-    def decode(cls, data: list[Any]) -> Any:
+    def decode(cls, data: list[Any] | dict[str, Any]) -> Any:
+        if isinstance(data, dict):
+            if data.get("v") != FORMAT_VERSION:
+                raise StateFormatError(f"{cls.__name__} row of format {data.get('v')!r}: this version of "
+                                       f"charter-streams reads formats 1 to {FORMAT_VERSION}")
+            values = {**cls.DEFAULTS, **data}
+        elif isinstance(data, list):
+            if len(data) != len(cls.V1_SLOTS):
+                raise StateFormatError(f"{cls.__name__} row of format 1 has {len(data)} fields, "
+                                       f"not {len(cls.V1_SLOTS)}")
+            values = {**cls.DEFAULTS, **dict(zip(cls.V1_SLOTS, data, strict=True)), "v": 1}
+        else:
+            raise StateFormatError(f"{cls.__name__} row is a {type(data).__name__}, not a list or a mapping")
+        if len(values) != len(cls.__slots__) + 1:  # every slot and "v", nothing else
+            unknown = sorted(set(values) - cls._SLOT_SET - {"v"})
+            if unknown:
+                raise StateFormatError(f"{cls.__name__} row has unknown fields {unknown} (written by a newer "
+                                       "version?)")
+            raise StateFormatError(f"{cls.__name__} row lacks the fields {sorted(cls._SLOT_SET - set(values))}")
         obj = cls.__new__(cls)
-        for name, value in zip(cls.__slots__, data, strict=True):
-            setattr(obj, name, value)
+        for name in cls.__slots__:
+            setattr(obj, name, values[name])
         return obj
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._SLOT_SET = frozenset(cls.__slots__)
+
+
+_MISSING = object()
 
 
 class Subscriber(_Record):
-    """Everything the Alice rules need to know about one customer."""
+    """Everything the charter rules need to know about one customer."""
 
     __slots__ = (
         "seen",
@@ -72,6 +121,25 @@ class Subscriber(_Record):
         "billing_at",
         # rule 4: services down (bit mask), the open outage, the next tier and its deadline
         "down", "out_start", "out_start_id", "out_services", "out_tier", "out_due",
+        # rule 6 (the open outage above): the next local midnight owing a day, and that day's number
+        "rep_due", "rep_day",
+        # rule 7: the next local midnight owing a day and its number; the order that promised (None: no promise yet)
+        "prov_due", "prov_day", "prov_id",
+        # rule 8: appointment id -> Appt list, or APPT_DONE once decided (None: no appointment)
+        "appts",
+    )
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "seen": SEP, "fee": None, "zone": None, "tv": None, "order_at": None, "order_id": None,
+        "confirmed_at": None, "confirmed_id": None, "active_at": None, "active_id": None, "modem_at": None,
+        "decoder_at": None, "cancelled_at": None, "first_month_given": False, "alert_due": None, "late_due": None,
+        "refund_granted": False, "billing_at": None, "down": 0, "out_start": None, "out_start_id": None,
+        "out_services": 0, "out_tier": 0, "out_due": None, "rep_due": None, "rep_day": None, "prov_due": None,
+        "prov_day": None, "prov_id": None, "appts": None,
+    }
+    V1_SLOTS = (
+        "seen", "fee", "zone", "tv", "order_at", "order_id", "confirmed_at", "confirmed_id", "active_at", "active_id",
+        "modem_at", "decoder_at", "cancelled_at", "first_month_given", "alert_due", "late_due", "refund_granted",
+        "billing_at", "down", "out_start", "out_start_id", "out_services", "out_tier", "out_due",
     )
 
     def __init__(self) -> None:
@@ -88,25 +156,46 @@ class Subscriber(_Record):
         self.out_services = 0
         self.out_tier = 0
         self.out_due = None
+        self.rep_due = self.rep_day = None
+        self.prov_due = self.prov_day = self.prov_id = None
+        self.appts = None
 
-    def deadlines(self) -> list[tuple[int, int]]:
-        """(due, kind) of every armed deadline, to rebuild a heap from stored state."""
-        from streams.core.engine import K_ALERT, K_LATE, K_OUTAGE
-
-        out = []
+    def deadlines(self, key: str) -> list[tuple[int, int, Any]]:
+        """Heap entries ``(due, kind, key)`` of every armed deadline, to rebuild a heap from stored state."""
+        out: list[tuple[int, int, Any]] = []
         if self.alert_due is not None:
-            out.append((self.alert_due, K_ALERT))
+            out.append((self.alert_due, K_ALERT, key))
         if self.late_due is not None:
-            out.append((self.late_due, K_LATE))
+            out.append((self.late_due, K_LATE, key))
         if self.out_due is not None:
-            out.append((self.out_due, K_OUTAGE))
+            out.append((self.out_due, K_OUTAGE, key))
+        if self.rep_due is not None:
+            out.append((self.rep_due, K_REPAIR, key))
+        if self.prov_due is not None:
+            out.append((self.prov_due, K_PROVISION, key))
+        if self.appts:
+            for appt_id, a in self.appts.items():
+                if a != APPT_DONE and a[APPT_DUE] is not None:
+                    out.append((a[APPT_DUE], K_APPOINTMENT, (key, appt_id)))
         return out
+
+
+# One appointment (rule 8), a list so that it is stored as is: slot (None until booked), the booked event, the
+# earliest cancelled and attended occurred_at (None: none yet) and the cancelled event, the armed deadline.
+APPT_START, APPT_END, APPT_BOOKED_ID, APPT_CANCEL_AT, APPT_CANCEL_ID, APPT_ATTEND_AT, APPT_DUE = range(7)
+APPT_DONE = 0  # decided (owed and paid, or nothing owed): later events of the appointment change nothing
+
+
+def new_appt() -> list[Any]:
+    return [None] * 7
 
 
 class Call(_Record):
     """One hotline call (rule 5). Kept after it settles so a repeated ``queued`` cannot open it again."""
 
     __slots__ = ("breach_due", "queue", "queued_at", "queued_id", "seen", "settled_at", "status")
+    DEFAULTS: ClassVar[dict[str, Any]] = {"breach_due": None, "seen": SEP, "settled_at": None, "status": 0}
+    V1_SLOTS = ("breach_due", "queue", "queued_at", "queued_id", "seen", "settled_at", "status")
 
     QUEUED, ANSWERED, ABANDONED = 0, 1, 2
 
@@ -125,6 +214,9 @@ class Window(_Record):
     """Counts of one queue's 15-minute window of queued times (rule 5), until it closes."""
 
     __slots__ = ("abandoned", "answered", "close_due", "closed", "offered", "wait_us", "within")
+    DEFAULTS: ClassVar[dict[str, Any]] = {"abandoned": 0, "answered": 0, "closed": False, "offered": 0, "wait_us": 0,
+                                          "within": 0}
+    V1_SLOTS = ("abandoned", "answered", "close_due", "closed", "offered", "wait_us", "within")
 
     def __init__(self, close_due: int) -> None:
         self.offered = self.answered = self.within = self.abandoned = self.wait_us = 0
