@@ -126,8 +126,8 @@ class Live:
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_before_shutdown.connect(self._on_shutdown)
         setup_prometheus_sensors(app, pattern="/metrics", registry=self.registry, name_prefix="faust")
-        app.page("/healthz")(self._healthz)
-        app.page("/ready")(self._ready)
+        app.page("/healthz")(_page(self._healthz))
+        app.page("/ready")(_page(self._ready))
 
     async def _on_revoked(self, app: faust.App, revoked: Iterable[TP], **kwargs: Any) -> None:
         """Forget every task and every read progress, whatever ``revoked`` lists (tasks.Tasks.revoke)."""
@@ -167,16 +167,16 @@ class Live:
                     waiting["hotline"] = why
         return waiting
 
-    async def _healthz(self, web: Any, request: Any) -> Any:
+    def _healthz(self, view: Any) -> Any:
         """The process and its event loop answer."""
-        return web.json({"status": "ok"})
+        return view.json({"status": "ok"})
 
-    async def _ready(self, web: Any, request: Any) -> Any:
+    def _ready(self, view: Any) -> Any:
         """200 when every assigned partition has its state loaded and is not catching up, else 503 naming them."""
         waiting = self.readiness()
         if waiting:
-            return web.json({"status": "not ready", "partitions": waiting}, status=503)
-        return web.json({"status": "ready"})
+            return view.json({"status": "not ready", "partitions": waiting}, status=503)
+        return view.json({"status": "ready"})
 
     def _topic_name(self, topic: str) -> str:
         """The spec's name of one of our (prefixed) topics."""
@@ -295,6 +295,16 @@ class Live:
                     sends.append(self.hotline_topic.send(key=None, value=wm, partition=0))
         if sends:
             await asyncio.gather(*sends)
+
+
+def _page(respond: Any) -> Any:
+    """A faust page handler (called as ``get(view, request)``) answering with ``respond(view)``."""
+
+    async def get(view: Any, request: Any) -> Any:
+        return respond(view)
+
+    get.__name__ = respond.__name__.strip("_")
+    return get
 
 
 def run_worker(settings: Settings, charter: Charter) -> None:
