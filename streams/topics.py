@@ -118,16 +118,20 @@ async def ensure_topics_async(settings: Settings) -> None:
             await admin.create_topics([NewTopic(name=name, num_partitions=plan[name][0], replication_factor=factor,
                                                 topic_configs=plan[name][1]) for name in missing])
             log.info("created topics (replication factor %d): %s", factor, ", ".join(missing))
-        present = [name for name in plan if name in existing or settings.create_topics]
-        partitions = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(present)
-                      if d.get("partitions")}
+            missing = []
+        # Topics just created are as planned (and may not be in the metadata yet): check the others.
+        present = [name for name in plan if name in existing]
+        partitions = {name: plan[name][0] for name in plan if name not in existing and name not in missing}
+        partitions.update({d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(present)
+                           if d.get("partitions")})
         changelogs = [name for name in present if plan[name][1].get("cleanup.policy") == "compact"]
         compacted = {}
-        for response in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)
-                                                      for name in changelogs]):
-            for resource in response.resources:
-                policy = {entry[0]: entry[1] for entry in resource[4]}.get("cleanup.policy", "")
-                compacted[resource[3]] = "compact" in policy
+        if changelogs:
+            for response in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)
+                                                          for name in changelogs]):
+                for resource in response.resources:
+                    policy = {entry[0]: entry[1] for entry in resource[4]}.get("cleanup.policy", "")
+                    compacted[resource[3]] = "compact" in policy
         wrong = problems(settings, partitions, compacted)
         if wrong:
             hint = "" if settings.create_topics else " (CHARTER_CREATE_TOPICS=false: the worker creates none)"

@@ -110,3 +110,13 @@ def test_retention_settings(text, ms):
 def test_a_bad_retention_is_refused():
     with pytest.raises(ValueError, match="output_retention"):
         Settings(output_retention="a month")
+
+
+def test_every_setting_is_documented_in_operations_md():
+    from pathlib import Path
+
+    from streams.settings import env_name
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    missing = [env_name(f) for f in Settings.model_fields if env_name(f) not in text]
+    assert missing == []

@@ -39,6 +39,11 @@ def kafka_options(bootstrap: str, env: Mapping[str, str] | None = None) -> dict[
     return client_options(settings_from_env(os.environ if env is None else env, bootstrap_servers=bootstrap))
 
 
+def failpoint_path() -> str:
+    """A worker's PYTHONPATH with tests/kafka/failpoint first (its sitecustomize injects faults), then the caller's."""
+    return os.pathsep.join(filter(None, [str(Path(__file__).parent / "failpoint"), os.environ.get("PYTHONPATH")]))
+
+
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll ``cond`` until it is truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import pytest
@@ -14,6 +13,7 @@ from tests.kafka.harness import (
     HORIZON,
     OutputReader,
     expected_outputs,
+    failpoint_path,
     lines_of,
     no_repeats,
     run_scenario,
@@ -86,8 +86,7 @@ def test_a_worker_leaving_after_the_last_event_leaves_no_window_open(deployment)
     be what the second one committed, not what it had itself read before giving them away. Otherwise the hotline
     waits forever for those sources and its last windows never close (the soak caught this once in CI).
     The forwarder is slowed (tests/kafka/failpoint) so that it is always mid-batch when the rebalance comes."""
-    failpoint = Path(__file__).parent / "failpoint"
-    dep = deployment(partitions=4, PYTHONPATH=str(failpoint), CHARTER_TEST_SLOW_CALLS="0.15")
+    dep = deployment(partitions=4, PYTHONPATH=failpoint_path(), CHARTER_TEST_SLOW_CALLS="0.15")
     a = dep.worker().start()
     b = dep.worker()
     start = datetime.now(UTC) + timedelta(seconds=2)
@@ -148,8 +147,7 @@ def test_a_core_error_on_one_event_dead_letters_it_and_the_partition_goes_on(dep
     start = datetime.now(UTC) + timedelta(seconds=2)
     records = scenario(start, customers=12, calls=6, seed=5)
     claim = next(r["value"] for r in records if r["topic"] == "switch-claim")  # the customer's first claim
-    failpoint = Path(__file__).parent / "failpoint"
-    dep = deployment(partitions=2, PYTHONPATH=str(failpoint), CHARTER_TEST_CORE_FAILS_ON=claim["event_id"])
+    dep = deployment(partitions=2, PYTHONPATH=failpoint_path(), CHARTER_TEST_CORE_FAILS_ON=claim["event_id"])
     w = dep.worker().start()
     # the claim matters: without it the customer's second claim is decided as the first
     until = to_us(datetime.fromisoformat(records[-1]["value"]["occurred_at"]) + timedelta(seconds=HORIZON))
