@@ -35,9 +35,8 @@ if TYPE_CHECKING:
 Record = tuple[str, str | None, dict[str, Any]]
 Message = tuple[str, bytes | None, bytes | None]
 
-# Outputs of a deployment, read back by --from-topics. `incident` is on the spec's list (section 3) before it is
-# in schemas/outputs.py; topics that do not exist on the broker are skipped.
-OUTPUT_TOPICS: tuple[str, ...] = (*OUTPUT_MODELS, *(("incident",) if "incident" not in OUTPUT_MODELS else ()))
+# Outputs of a deployment, read back by --from-topics; topics that do not exist on the broker are skipped.
+OUTPUT_TOPICS: tuple[str, ...] = tuple(OUTPUT_MODELS)
 ELEMENT_TOPIC = "service-status"
 # Rules whose compensations pay for an outage: their evidence starts with the `down` that opened it.
 OUTAGE_RULES = frozenset({"outage", "delayed_repair"})
