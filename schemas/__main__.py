@@ -7,13 +7,13 @@ writes nothing and exits 1 listing the stale (missing, different or unexpected) 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from schemas.inputs import INPUT_TOPICS, json_schema
 from schemas.outputs import OUTPUT_MODELS
+from streams.errors import OneLineArgumentParser, UserFacingError
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "json"
 SUFFIX = ".schema.json"
@@ -70,7 +70,7 @@ def write(out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas", description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(prog="python -m schemas", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale files")
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"output directory (default {DEFAULT_DIR})")
     args = parser.parse_args(argv)
@@ -83,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{len(expected_files())} JSON Schema files up to date in {args.out}")
         return 0
-    written = write(args.out)
+    try:
+        written = write(args.out)
+    except OSError as e:
+        error = UserFacingError(f"cannot write {e.filename or args.out}: {e.strerror or e}")
+        error.show()
+        return error.exit_code
     for path in written:
         print(f"wrote {path}")
     print(f"{len(expected_files())} JSON Schema files in {args.out} ({len(written)} updated)")
