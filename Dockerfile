@@ -3,7 +3,7 @@
 FROM python:3.11.14-slim-bookworm
 RUN useradd --create-home --uid 10001 --user-group charter && mkdir /data && chown charter:charter /data
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY streams ./streams
 COPY schemas ./schemas
 RUN pip install --no-cache-dir .

@@ -62,9 +62,24 @@ class HotlineKpi(_Out):
 
 
 class SlaAlert(_Out):
-    alert: Literal["activation_at_risk"]
+    alert: Literal["activation_at_risk", "outage_at_risk"] = Field(
+        description="activation_at_risk: rule 1's alert_after; outage_at_risk: an outage open at start + "
+        "outage.alert_after (section 10)")
     customer_id: str
     crossed_at: AwareDatetime
+
+
+class Incident(BaseModel):
+    """A network element with many of its customers out at once (SPEC section 10)."""
+
+    model_config = ConfigDict(extra="allow")  # the contract lists these fields and allows more
+    incident_id: str = Field(description="pure function of (charter, element, opening instant)")
+    element_id: str
+    status: Literal["open", "closed"]
+    crossed_at: AwareDatetime = Field(
+        description="open: occurred_at of the down that brought the count to min_customers; closed: of the up that "
+        "brought it back to 0")
+    customers: int = Field(ge=1, description="open: the count then; closed: the highest count while it was open")
 
 
 class DeadLetter(_Out):
@@ -83,5 +98,17 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "hotline-breach": HotlineBreach,
     "hotline-kpi": HotlineKpi,
     "sla-alert": SlaAlert,
+    "incident": Incident,
     "dead-letter": DeadLetter,
+}
+# topic -> the value field its records are keyed by (SPEC section 3); dead-letter keeps the original message's key
+OUTPUT_KEY_FIELD: dict[str, str | None] = {
+    "compensation": "customer_id",
+    "billing": "customer_id",
+    "claim-decision": "customer_id",
+    "hotline-breach": "call_id",
+    "hotline-kpi": "queue",
+    "sla-alert": "customer_id",
+    "incident": "element_id",
+    "dead-letter": None,
 }

@@ -17,6 +17,8 @@ import holidays
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from streams.errors import UserFacingError
+
 US = 1_000_000
 _UNITS = {"ms": 1_000, "s": US, "m": 60 * US, "h": 3600 * US, "d": 86400 * US, "w": 7 * 86400 * US}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -161,7 +163,7 @@ class Charter(_Strict):
         return None if self.calendar is None else _holidays(self.calendar)
 
 
-class CharterError(ValueError):
+class CharterError(UserFacingError, ValueError):
     """A charter file that cannot be used; the message names the setting."""
 
 

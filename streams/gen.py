@@ -54,6 +54,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from streams.errors import OneLineArgumentParser, UserFacingError
+
 DEFAULT_START = datetime(2007, 5, 1, tzinfo=UTC)
 MINUTE, HOUR, DAY = 60, 3600, 86400
 _US = 1_000_000
@@ -526,32 +528,57 @@ def write_jsonl(path: str | Path | BinaryIO, records: Iterable[dict[str, Any]]) 
 
 
 def _parse_start(text: str) -> datetime:
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 instant") from None
     if dt.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
     return dt
 
 
+def _number(kind: type[int] | type[float], low: float, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` >= ``low`` (> ``low`` when ``above``)."""
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low}, got {text}")
+        return value
+
+    return convert
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m streams.gen", description=__doc__.split("\n\n")[0])
-    p.add_argument("--subscribers", type=int, required=True)
-    p.add_argument("--events", type=int, default=None, help="exact number of records (default: ~10/subscriber)")
+    positive = _number(float, 0, above=True)
+    non_negative = _number(float, 0)
+    p = OneLineArgumentParser(prog="python -m streams.gen", description=__doc__.split("\n\n")[0])
+    p.add_argument("--subscribers", type=_number(int, 1), required=True)
+    p.add_argument("--events", type=_number(int, 0), default=None,
+                   help="exact number of records (default: ~10/subscriber)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=float, default=1.0, help="duration multiplier, e.g. 1.1574074074074073e-05")
+    p.add_argument("--scale", type=positive, default=1.0, help="duration multiplier, e.g. 1.1574074074074073e-05")
     p.add_argument("--start", type=_parse_start, default=DEFAULT_START, help="RFC 3339 (default 2007-05-01Z)")
-    p.add_argument("--days", type=float, default=30.0, help="simulated horizon (default 30)")
-    p.add_argument("--hotline-scale", type=float, default=None, help="scale of hotline waits (default: --scale)")
-    p.add_argument("--calls-per-hour", type=float, default=None, dest="calls")
+    p.add_argument("--days", type=positive, default=30.0, help="simulated horizon (default 30)")
+    p.add_argument("--hotline-scale", type=positive, default=None, help="scale of hotline waits (default: --scale)")
+    p.add_argument("--calls-per-hour", type=non_negative, default=None, dest="calls")
     p.add_argument("--no-mass-outage", action="store_true")
-    p.add_argument("--disorder", type=float, default=0.002, help="share of late arrivals (0: none)")
-    p.add_argument("--duplicates", type=float, default=0.002, help="share of redeliveries (0: none)")
+    p.add_argument("--disorder", type=non_negative, default=0.002, help="share of late arrivals (0: none)")
+    p.add_argument("--duplicates", type=non_negative, default=0.002, help="share of redeliveries (0: none)")
     p.add_argument("--no-per-day", action="store_true", help="no promised start dates, no appointments")
     p.add_argument("-o", "--output", default="-", help="file (default: standard output)")
     a = p.parse_args(argv)
     records = generate(a.subscribers, a.events, a.seed, a.start, a.scale, a.calls, not a.no_mass_outage,
                        days=a.days, disorder=a.disorder, duplicates=a.duplicates, hotline_scale=a.hotline_scale,
                        per_day=not a.no_per_day)
-    n = write_jsonl(sys.stdout.buffer if a.output == "-" else a.output, records)
+    try:
+        n = write_jsonl(sys.stdout.buffer if a.output == "-" else a.output, records)
+    except OSError as e:
+        error = UserFacingError(f"cannot write {a.output}: {e.strerror or e}")
+        error.show()
+        return error.exit_code
     if a.output == "-":
         sys.stdout.buffer.flush()
     print(f"{n} events", file=sys.stderr)

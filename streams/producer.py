@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas.inputs import KEY_FIELD
+from schemas.inputs import INPUT_TOPICS, KEY_FIELD
 from streams.connection import client_options, start_client
 from streams.core.timeutil import parse_instant
+from streams.errors import UserFacingError
 from streams.settings import Settings
 
 
@@ -37,50 +38,84 @@ async def publish(producer: AIOKafkaProducer, records: Iterable[dict[str, Any]],
     t0 = w0 = None
     started = time.monotonic()
     pending = []
-    for rec in records:
-        topic, value = rec["topic"], rec["value"]
-        if rate:
-            delay = started + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        elif realtime and isinstance(value, dict) and "occurred_at" in value:
-            at = parse_instant(value["occurred_at"]) / 1e6
-            if absolute:
-                delay = at - time.time()
+    try:
+        for rec in records:
+            topic, value = rec["topic"], rec["value"]
+            if rate:
+                delay = started + n / rate - time.monotonic()
+            elif realtime and (at := _occurred_at(value)) is not None:
+                if absolute:
+                    delay = at - time.time()
+                else:
+                    if t0 is None:
+                        t0, w0 = at, time.monotonic()
+                    delay = w0 + (at - t0) / speed - time.monotonic()
             else:
-                if t0 is None:
-                    t0, w0 = at, time.monotonic()
-                delay = w0 + (at - t0) / speed - time.monotonic()
+                delay = 0
             if delay > 0:
                 await asyncio.sleep(delay)
-        raw = value if isinstance(value, bytes | bytearray) else orjson.dumps(value)
-        pending.append(await producer.send(prefix + topic, raw, key=record_key(topic, value, rec.get("key"))))
-        n += 1
-        if on_sent is not None:
-            on_sent()
-        if len(pending) >= 1000:
-            await asyncio.gather(*pending)
-            pending.clear()
+            raw = value if isinstance(value, bytes | bytearray) else orjson.dumps(value)
+            pending.append(await producer.send(prefix + topic, raw, key=record_key(topic, value, rec.get("key"))))
+            n += 1
+            if on_sent is not None:
+                on_sent()
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+    except UserFacingError:
+        # a bad line of the source: what was sent before it is delivered before it is reported
+        await asyncio.gather(*pending)
+        raise
     await asyncio.gather(*pending)
     return n
 
 
-def read_replay_file(path: str) -> Iterable[dict[str, Any]]:
-    src = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+def _occurred_at(value: Any) -> float | None:
+    """A value's occurred_at in seconds since the epoch, or None (none, or not a valid instant: the worker
+    dead-letters such a value, so it goes out at once)."""
+    if not isinstance(value, dict) or not isinstance(value.get("occurred_at"), str):
+        return None
     try:
-        for line in src:
-            if line.strip():
-                yield orjson.loads(line)
-    finally:
-        if src is not sys.stdin.buffer:
-            src.close()
+        return parse_instant(value["occurred_at"]) / 1e6
+    except ValueError:
+        return None
 
 
-async def produce_file(settings: Settings, path: str, realtime: bool = False, speed: float = 1.0) -> int:
+def _replay_record(line: bytes) -> tuple[dict[str, Any] | None, str]:
+    """(the record of a replay-file line, "") or (None, why it is not one)."""
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        return None, f"not valid JSON ({e})"
+    if not isinstance(rec, dict) or not isinstance(rec.get("topic"), str) or "value" not in rec:
+        return None, 'not a replay record {"topic": "<input topic>", "value": {...}}'
+    if rec["topic"] not in INPUT_TOPICS:
+        return None, f"{rec['topic']!r} is not an input topic ({', '.join(INPUT_TOPICS)})"
+    return rec, ""
+
+
+def replay_records(lines: Iterable[bytes], source: str = "standard input") -> Iterator[dict[str, Any]]:
+    """The records of a replay file's lines (SPEC section 6), blank lines skipped. A line that is not a record
+    raises ``UserFacingError`` naming its line number and how many records came before it."""
+    n = 0
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        rec, why = _replay_record(line)
+        if rec is None:
+            raise UserFacingError(f"{source} line {lineno}: {why}; published the {n} events before it, none after")
+        yield rec
+        n += 1
+
+
+async def produce_file(settings: Settings, lines: Iterable[bytes], source: str = "standard input",
+                       realtime: bool = False, speed: float = 1.0) -> int:
+    """Publish a replay file's records in file order; the number published. Stops at the first line that is not
+    a record (``UserFacingError``), once everything before it is delivered."""
     producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
     await start_client(producer, settings)
     try:
-        return await publish(producer, read_replay_file(path), realtime=realtime, speed=speed,
+        return await publish(producer, replay_records(lines, source), realtime=realtime, speed=speed,
                              prefix=settings.topic_prefix)
     finally:
         await producer.stop()

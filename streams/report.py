@@ -35,9 +35,8 @@ if TYPE_CHECKING:
 Record = tuple[str, str | None, dict[str, Any]]
 Message = tuple[str, bytes | None, bytes | None]
 
-# Outputs of a deployment, read back by --from-topics. `incident` is on the spec's list (section 3) before it is
-# in schemas/outputs.py; topics that do not exist on the broker are skipped.
-OUTPUT_TOPICS: tuple[str, ...] = (*OUTPUT_MODELS, *(("incident",) if "incident" not in OUTPUT_MODELS else ()))
+# Outputs of a deployment, read back by --from-topics; topics that do not exist on the broker are skipped.
+OUTPUT_TOPICS: tuple[str, ...] = tuple(OUTPUT_MODELS)
 ELEMENT_TOPIC = "service-status"
 # Rules whose compensations pay for an outage: their evidence starts with the `down` that opened it.
 OUTAGE_RULES = frozenset({"outage", "delayed_repair"})
@@ -132,14 +131,16 @@ def records_from_messages(messages: Iterable[Message], unprefixed: Callable[[str
     return records, elements
 
 
-async def _partitions(bootstrap: str, names: list[str]) -> dict[str, list[int]]:
+async def _partitions(settings: Settings, names: list[str]) -> dict[str, list[int]]:
     """Partition ids of those of ``names`` that exist. (The consumer's ``topics()`` fetches names without keeping
     their metadata, so its ``partitions_for_topic`` does not know a topic it was never subscribed to.)"""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    from streams.connection import client_options, start_client
+
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=15000)
+    await start_client(admin, settings)  # a connection failure is one line (KafkaConnectionFailed)
     try:
-        await admin.start()
         existing = set(await admin.list_topics())
         wanted = [n for n in names if n in existing]
         described = await admin.describe_topics(wanted) if wanted else []
@@ -158,19 +159,16 @@ async def read_topics(settings: Settings, topics: Iterable[str] = (*OUTPUT_TOPIC
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from tqdm import tqdm
 
-    bootstrap = settings.bootstrap_servers or "127.0.0.1:9092"
-    partitions = await _partitions(bootstrap, [settings.topic(t) for t in topics])
+    from streams.connection import client_options, start_client
+
+    partitions = await _partitions(settings, [settings.topic(t) for t in topics])
     names = [t for t in topics if settings.topic(t) in partitions]
     parts = [TopicPartition(settings.topic(t), p) for t in names for p in partitions[settings.topic(t)]]
     if not parts:
         return [], names
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed", request_timeout_ms=15000)
-    try:
-        await consumer.start()
-    except BaseException:
-        await consumer.stop()  # a consumer that failed to start still has a client to close
-        raise
+    await start_client(consumer, settings)  # stops the consumer when it cannot connect
     try:
         consumer.assign(parts)
         begin = await consumer.beginning_offsets(parts)
