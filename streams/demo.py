@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.child import die_with_parent, free_port, health
 from streams.connection import client_options, start_client
 from streams.settings import Settings
 
@@ -32,12 +33,13 @@ def _start_local_broker() -> str:
     return f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
 
 
-def _wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_ready(log: Path, proc: subprocess.Popen, port: int, timeout: float = 120) -> None:
+    """Until the worker's /ready answers 200 (joined, its partitions' state loaded and caught up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the worker exited; see {log}")
-        if log.exists() and "[^Worker]: Ready" in log.read_text(errors="replace"):
+        if health(port)[0] == 200:
             return
         time.sleep(0.2)
     raise SystemExit(f"the worker did not become ready in {timeout:.0f} s; see {log}")
@@ -69,9 +71,11 @@ def run_demo(subscribers: int = 2000, partitions: int = 4, settings: Settings | 
     prefix = f"demo{int(time.time())}."
     workdir = Path(".charter-demo")
     workdir.mkdir(exist_ok=True)
+    port = free_port()
     env = {**os.environ, "CHARTER_BOOTSTRAP_SERVERS": bootstrap, "CHARTER_TOPIC_PREFIX": prefix,
            "CHARTER_APP_ID": f"charter-{prefix.rstrip('.')}", "CHARTER_CHARTER": "alice-2007-seconds",
-           "CHARTER_PARTITIONS": str(partitions), "CHARTER_DATA_DIR": str(workdir / "data")}
+           "CHARTER_PARTITIONS": str(partitions), "CHARTER_DATA_DIR": str(workdir / "data"),
+           "CHARTER_WEB_PORT": str(port)}
     log = workdir / "worker.log"
     procs: list[subprocess.Popen] = []
 
@@ -82,14 +86,16 @@ def run_demo(subscribers: int = 2000, partitions: int = 4, settings: Settings | 
     try:
         with open(log, "wb") as fh:
             worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=fh,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
         procs.append(worker)
-        _say(f"worker starting (log: {log}); charter alice-2007-seconds: a day of the charter lasts a second")
-        _wait_ready(log, worker)
+        _say(f"worker starting (log: {log}; metrics: http://127.0.0.1:{port}/metrics); charter alice-2007-seconds: "
+             "a day of the charter lasts a second")
+        _wait_ready(log, worker, port)
         sim_log = open(workdir / "simulate.log", "wb")  # noqa: SIM115 - owned by the child
         procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "simulate", "--no-progress",
                                        "--subscribers", str(subscribers), "--days", "3600"],
-                                      env=env, stdout=sim_log, stderr=subprocess.STDOUT, start_new_session=True))
+                                      env=env, stdout=sim_log, stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=die_with_parent))
         _say(f"simulator publishing {subscribers} subscribers' traffic; compensations follow (Ctrl-C to stop)")
         asyncio.run(_show(settings.model_copy(update={"bootstrap_servers": bootstrap}), prefix))
     except KeyboardInterrupt:

@@ -32,6 +32,30 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
+class Repeats(logging.Filter):
+    """Lets an aiokafka warning or error (the same template from the same logger) through at most once per ``every``
+    seconds.
+
+    aiokafka logs an error per failed connection attempt of each of its clients: while the broker is gone that is
+    a line every few seconds per client, which buries everything else (the worker says how long the broker has been
+    unreachable itself, streams/live/progress.py)."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        super().__init__()
+        self.every = every
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith("aiokafka"):
+            return True
+        key = (record.name, str(record.msg))
+        last = self._last.get(key)
+        if last is not None and record.created - last < self.every:
+            return False
+        self._last[key] = record.created
+        return True
+
+
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` of the worker's logs, on stderr."""
     formatter: dict[str, Any] = ({"()": JsonFormatter} if fmt == "json" else {"format": TEXT_FORMAT})
@@ -39,7 +63,8 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"charter": formatter},
-        "handlers": {"charter": {"class": "logging.StreamHandler", "formatter": "charter",
+        "filters": {"repeats": {"()": Repeats}},
+        "handlers": {"charter": {"class": "logging.StreamHandler", "formatter": "charter", "filters": ["repeats"],
                                  "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["charter"]},
     }

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -39,7 +41,7 @@ from streams.charter import Charter
 from streams.connection import faust_options
 from streams.core import to_us
 from streams.live.metrics import Metrics
-from streams.live.progress import ConsumerView, ReadProgress, use_read_committed
+from streams.live.progress import CONNECTIVITY, ConsumerView, ReadProgress, use_metadata_backoff, use_read_committed
 from streams.live.sink import Sink
 from streams.live.tasks import Tasks
 from streams.records import INVALID, decode_event, decode_message, describe_error
@@ -106,6 +108,7 @@ class Live:
             # table recovery could not read them: it waits for the high watermark, which a read_committed
             # consumer never reaches past a transaction marker.)
             use_read_committed()
+        use_metadata_backoff()
         self.view = ConsumerView(app)
         self.progress = ReadProgress(self.view)
         self.registry = CollectorRegistry()
@@ -153,6 +156,9 @@ class Live:
 
     def readiness(self) -> dict[str, Any]:
         """Which assigned partitions are not ready (state not loaded, or catching up): empty when all are."""
+        down = CONNECTIVITY.down_for()
+        if down is not None:
+            return {"broker": f"unreachable for {down:.0f} s"}
         if not self.joined:
             return {"group": "not joined (starting, or rebalancing)"}
         waiting: dict[str, Any] = {}
@@ -297,6 +303,33 @@ class Live:
             await asyncio.gather(*sends)
 
 
+STOP_MARGIN = 5.0  # seconds a stop may take beyond the session timeout (the flushes in flight wait up to it)
+
+
+class CharterWorker(faust.Worker):
+    """faust's worker, which never hangs on stop: when a stop (SIGTERM, SIGINT) has not finished within
+    ``stop_within`` seconds (a broker that is gone makes the final commit and producer flush wait forever), the
+    process exits with code 1 and a line saying so. Its flushes in flight had the session timeout to land
+    (Live._on_shutdown); what was not committed is read again after the restart."""
+
+    def __init__(self, *args: Any, stop_within: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_within = stop_within
+
+    async def on_stop(self) -> None:
+        timer = threading.Timer(self.stop_within, _give_up, args=(self.stop_within,))
+        timer.daemon = True
+        timer.start()
+        await super().on_stop()
+
+
+def _give_up(after: float) -> None:
+    log.error("could not stop cleanly within %.0f s (is the broker reachable?): exiting with code 1; what was "
+              "not committed is read again after the restart", after)
+    logging.shutdown()
+    os._exit(1)
+
+
 def _page(respond: Any) -> Any:
     """A faust page handler (called as ``get(view, request)``) answering with ``respond(view)``."""
 
@@ -317,8 +350,9 @@ def run_worker(settings: Settings, charter: Charter) -> None:
     log.info("worker starting (%s, %s, charter %s)", settings.bootstrap, settings.processing_guarantee, charter.name)
     ensure_topics(settings)
     live = Live(settings, charter)
-    worker = faust.Worker(live.app, loglevel=settings.log_level, quiet=True,
-                          logging_config=logging_config(settings.log_level, settings.log_format))
+    worker = CharterWorker(live.app, loglevel=settings.log_level, quiet=True,
+                           logging_config=logging_config(settings.log_level, settings.log_format),
+                           stop_within=settings.session_timeout + STOP_MARGIN)
     try:
         worker.execute_from_commandline()
     finally:

@@ -1,5 +1,6 @@
 """Read progress of the worker's input partitions: what has reached us, what is still unread, and whether a
-partition is ours. The ONLY module that touches private attributes of faust-streaming or aiokafka.
+partition is ours; and whether the broker can be reached. The ONLY module that touches private attributes of
+faust-streaming or aiokafka.
 
 Read against faust-streaming 0.15.3 and aiokafka 0.14.0 (the range pinned in pyproject.toml);
 ``PRIVATE_ATTRIBUTES`` lists every one, and tests/test_live_private.py fails naming the one that is gone.
@@ -7,7 +8,13 @@ Read against faust-streaming 0.15.3 and aiokafka 0.14.0 (the range pinned in pyp
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import time
 from typing import Any
+
+log = logging.getLogger("charter.live")
 
 # (owner, attribute): what this module reads or patches. Checked by a test against the installed versions.
 PRIVATE_ATTRIBUTES = (
@@ -18,6 +25,7 @@ PRIVATE_ATTRIBUTES = (
     ("aiokafka.AIOKafkaConsumer", "_subscription"),
     ("aiokafka.AIOKafkaConsumer", "_isolation_level"),
     ("aiokafka.consumer.subscription_state.SubscriptionState", "reassignment_in_progress"),
+    ("aiokafka.client.AIOKafkaClient", "_metadata_update"),
 )
 
 
@@ -134,3 +142,73 @@ def use_read_committed() -> None:
 
     thread_cls._create_worker_consumer = create_read_committed
     thread_cls._charter_read_committed = True
+
+
+# ------------------------------------------------------------------------------------------------ the broker gone
+
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0  # seconds between two metadata attempts of a client that cannot reach a broker
+REPORT_EVERY = 30.0  # seconds between two "still unreachable" lines
+
+
+class Connectivity:
+    """Whether the worker's Kafka clients reach a broker: since when they do not, and a line at a sane interval."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None  # time.monotonic() of the first failure of the current outage
+        self._reported = 0.0
+        self._lock = threading.Lock()  # faust's consumer has its own thread and event loop
+
+    def failed(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self.down_since is None:
+                self.down_since = self._reported = now
+                log.warning("Kafka unreachable: waiting for the broker (retrying with backoff up to %.0f s)",
+                            BACKOFF_MAX)
+            elif now - self._reported >= REPORT_EVERY:
+                self._reported = now
+                log.warning("Kafka still unreachable after %.0f s", now - self.down_since)
+
+    def reached(self) -> None:
+        with self._lock:
+            if self.down_since is not None:
+                log.warning("Kafka reachable again after %.0f s", time.monotonic() - self.down_since)
+                self.down_since = None
+
+    def down_for(self) -> float | None:
+        """Seconds since the broker became unreachable, or None while it is reachable."""
+        since = self.down_since
+        return None if since is None else time.monotonic() - since
+
+
+CONNECTIVITY = Connectivity()
+
+
+def use_metadata_backoff() -> None:
+    """aiokafka clients back off after a failed metadata update.
+
+    When no broker answers, aiokafka 0.14's producer sender asks for a metadata update at once whenever a
+    partition's leader is unknown, and a refused connection fails at once, so the update loop spins (a worker cut
+    off from its broker burnt a whole core and logged two errors a millisecond). Here each failed update waits, from
+    0.1 s doubling to 5 s, before it reports its failure; the first success resets it. It also feeds CONNECTIVITY.
+    """
+    from aiokafka.client import AIOKafkaClient
+
+    if getattr(AIOKafkaClient, "_charter_backoff", False):
+        return
+    update = AIOKafkaClient._metadata_update
+
+    async def metadata_update_with_backoff(self: Any, cluster_metadata: Any, topics: Any) -> bool:
+        ok = await update(self, cluster_metadata, topics)
+        if ok:
+            self._charter_failures = 0
+            CONNECTIVITY.reached()
+            return ok
+        failures = getattr(self, "_charter_failures", 0) + 1
+        self._charter_failures = failures
+        CONNECTIVITY.failed()
+        await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (failures - 1)))
+        return ok
+
+    AIOKafkaClient._metadata_update = metadata_update_with_backoff
+    AIOKafkaClient._charter_backoff = True

@@ -19,9 +19,13 @@ owes exact parity: the worker must lose nothing while its consumer, producer and
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import psutil
 import pytest
 
 from streams.core.timeutil import to_us
@@ -38,7 +42,16 @@ from tests.kafka.faults import (
     session_broker_port,
     worker_problems,
 )
-from tests.kafka.harness import Deployment, OutputReader, lines_of, normalize, scenario, wait_for
+from tests.kafka.harness import (
+    Deployment,
+    OutputReader,
+    Worker,
+    lines_of,
+    normalize,
+    publish_records,
+    scenario,
+    wait_for,
+)
 
 GRACE = 25.0  # seconds; longer than the append delay the outage causes (asserted)
 DOWN_SECONDS = 4.0  # how long the broker stays down once stopped
@@ -61,7 +74,10 @@ def own_broker(tmp_path):
                 broker.kill()
 
 
-def run_broker_restart(broker: LocalBroker, tmp_path, grace: float, guarantee: str = "at_least_once") -> dict:
+def run_broker_restart(broker: LocalBroker, tmp_path, grace: float, guarantee: str = "at_least_once",
+                       down: float = DOWN_SECONDS, while_down: Callable[[Worker], None] | None = None) -> dict:
+    """A scenario published in real time through a broker restart (down ``down`` s); ``while_down(worker)`` runs
+    while the broker is down. Returns what happened."""
     charter = seconds_charter_with_grace(tmp_path / "charter.yaml", grace)
     dep = Deployment(broker.bootstrap, tmp_path, partitions=4, charter=str(charter),
                      CHARTER_PROCESSING_GUARANTEE=guarantee)
@@ -82,11 +98,13 @@ def run_broker_restart(broker: LocalBroker, tmp_path, grace: float, guarantee: s
         stopping = time.monotonic()
         broker.stop()
         stopped = time.monotonic()
-        wait_for(lambda: publisher.failures and time.monotonic() - stopped >= DOWN_SECONDS, 60,
-                 "upstream to hit the outage")
+        wait_for(lambda: publisher.failures, 60, "upstream to hit the outage")
+        if while_down is not None:
+            while_down(worker)
+        wait_for(lambda: time.monotonic() - stopped >= down, down + 60, "the outage's end")
         broker.start()
         started = time.monotonic()
-        wait_for(lambda: not publisher.is_alive(), 120, "the publisher to publish everything")
+        wait_for(lambda: not publisher.is_alive(), 120 + down, "the publisher to publish everything")
         assert publisher.error is None, f"publisher failed: {publisher.error!r}"
         assert publisher.acked == len(records)
 
@@ -125,3 +143,57 @@ def run_broker_restart(broker: LocalBroker, tmp_path, grace: float, guarantee: s
 def test_worker_recovers_from_a_broker_restart(own_broker, tmp_path, guarantee):
     info = run_broker_restart(own_broker, tmp_path, GRACE, guarantee)
     print(f"\nbroker restart: {info}")
+
+
+CUT_OFF_CPU = 0.10  # of one core, on average over 30 s without a broker
+
+
+def cpu_over(proc: psutil.Process, seconds: float) -> float:
+    """The process's CPU use over ``seconds``, as a fraction of one core."""
+    before, t0 = proc.cpu_times(), time.monotonic()
+    time.sleep(seconds)  # a measurement window, not a wait for a condition
+    after = proc.cpu_times()
+    return (after.user + after.system - before.user - before.system) / (time.monotonic() - t0)
+
+
+def test_a_worker_cut_off_from_its_broker_waits_quietly_and_stops_when_told(own_broker, tmp_path):
+    """Broker gone: the worker uses little CPU, logs the outage at a sane interval, /ready says why it is not ready;
+    SIGTERM ends it within its session timeout plus a few seconds (non-zero: it could not commit)."""
+    dep = Deployment(own_broker.bootstrap, tmp_path, partitions=4)
+    worker = dep.worker().start()
+    try:
+        publish_records(dep, scenario(datetime.now(UTC) + timedelta(seconds=1), customers=12, calls=6, seed=19),
+                        realtime=False)
+        wait_for(lambda: "partition" in worker.log_text(), 30, "the worker's tasks")
+        proc = psutil.Process(worker.proc.pid)
+        own_broker.stop()
+        cpu = cpu_over(proc, 30)
+        assert cpu < CUT_OFF_CPU, f"{cpu:.0%} of a core while the broker is gone"
+        status, body = worker.health()
+        assert status == 503 and "broker" in body["partitions"], body
+        log = worker.log_text()
+        assert "Kafka unreachable" in log
+        assert log.count("Unable to update metadata") <= 3, "aiokafka's errors are not rate-limited"
+        timeout = float(dep.env["CHARTER_SESSION_TIMEOUT"])
+        t0 = time.monotonic()
+        os.killpg(worker.proc.pid, signal.SIGTERM)
+        worker.proc.wait(timeout + 10)
+        took = time.monotonic() - t0
+        assert took < timeout + 8, f"SIGTERM took {took:.1f} s"
+        assert worker.proc.returncode != 0
+        assert "could not stop cleanly" in worker.log_text()
+    finally:
+        dep.close()
+
+
+@pytest.mark.slow
+def test_a_worker_resumes_when_its_broker_comes_back_after_a_minute(own_broker, tmp_path):
+    """The broker is gone for 60 s while events keep coming (upstream retries): the worker stays quiet meanwhile and
+    gives replay's outputs once it is back. The grace covers the minute events were appended late."""
+
+    def while_down(worker: Worker) -> None:
+        cpu = cpu_over(psutil.Process(worker.proc.pid), 30)
+        assert cpu < CUT_OFF_CPU, f"{cpu:.0%} of a core while the broker is gone"
+
+    info = run_broker_restart(own_broker, tmp_path, grace=90, down=60, while_down=while_down)
+    print(f"\nbroker gone for a minute: {info}")
