@@ -1,0 +1,110 @@
+"""The other charters live: ``ofcom-2026`` fed with a backlog from the past (its deadlines are local midnights, so the
+worker must apply the backlog under event time, midnight by midnight), and engineer appointments with two workers.
+Both against a real broker, compared with what ``charter replay`` gives for the same events."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from streams.core.timeutil import to_us
+from streams.gen import generate
+from streams.settings import settings_from_env
+from streams.topics import ensure_topics
+from tests.kafka.harness import (
+    REPO,
+    OutputReader,
+    diff,
+    expected_outputs,
+    iso,
+    lines_of,
+    no_repeats,
+    normalize,
+    publish_records,
+    run_scenario,
+    wait_for,
+)
+
+APPOINTMENTS_CHARTER = str(REPO / "tests" / "charters" / "appointments-seconds-test.yaml")
+
+
+def test_ofcom_backlog_from_the_past_is_applied_under_event_time(deployment):
+    """Three weeks around Christmas 2025 and new year (bank holidays of England, so working days matter), published
+    before any worker runs: every per-day compensation of that backlog, and every day since for what is still open,
+    must be what replay gives up to now (a worker that moved to the wall clock first would pay the days of a repair
+    that the backlog says ended, or skip the holidays)."""
+    dep = deployment(partitions=4, charter="ofcom-2026")
+    ensure_topics(settings_from_env(dep.env, create_topics=True))
+    records = list(generate(300, seed=5, start=datetime(2025, 12, 15, tzinfo=UTC), days=20))
+    publish_records(dep, records, realtime=False)
+    lines = lines_of(records)
+    reader = OutputReader(dep)
+    try:
+        dep.worker().start()
+
+        def expected():
+            # the per-day rules keep paying for outages and orders still open at the end of the file: up to now
+            return expected_outputs(lines, dep.charter, to_us(datetime.now(UTC)))
+
+        def matches():
+            return normalize(reader.snapshot()) == expected()
+
+        try:
+            wait_for(matches, 180, "live outputs to equal replay's")
+        except AssertionError:
+            raise AssertionError(diff(expected(), normalize(reader.snapshot()))) from None
+        out = reader.snapshot()
+        rules = {v["rule"] for t, _, v in out if t == "compensation"}
+        assert {"delayed_repair", "delayed_provision", "missed_appointment"} <= rules
+        no_repeats(out)
+    finally:
+        reader.close()
+
+
+def appointments(t0: datetime, customers: int, seed: int) -> list[dict]:
+    """Each customer books an engineer a few seconds ahead; the visit is attended, a no-show, cancelled in time
+    (before the 4 s notice), cancelled late, or attended after a late cancellation. Times avoid the instants of
+    a threshold by far more than a publisher's lag."""
+    rng = random.Random(seed)
+    ev: list[tuple[float, str, dict]] = []
+
+    def add(at: float, **value) -> None:
+        value["event_id"] = f"a{len(ev)}"
+        value["occurred_at"] = iso(t0 + timedelta(seconds=at))
+        ev.append((at, "appointment", value))
+
+    for i in range(customers):
+        c, a = f"C{i:04d}", f"AP{i:04d}"
+        booked = rng.uniform(0, 4)
+        start = booked + rng.uniform(7, 12)
+        end = start + 3
+        add(booked, customer_id=c, appointment_id=a, type="booked", slot_start=iso(t0 + timedelta(seconds=start)),
+            slot_end=iso(t0 + timedelta(seconds=end)))
+        fate = i % 5
+        if fate == 0:
+            add(start + 1, customer_id=c, appointment_id=a, type="attended")
+        elif fate == 2:
+            add(start - 6, customer_id=c, appointment_id=a, type="cancelled")  # with the notice: nothing owed
+        elif fate == 3:
+            add(start - 1.5, customer_id=c, appointment_id=a, type="cancelled")  # too late: owed at once
+        elif fate == 4:
+            add(start - 1.5, customer_id=c, appointment_id=a, type="cancelled")
+            add(start + 1, customer_id=c, appointment_id=a, type="attended")  # after the cancellation: still owed
+        # fate 1: nobody came; owed at slot_end
+    ev.sort(key=lambda e: e[0])
+    return [{"topic": topic, "value": value} for _, topic, value in ev]
+
+
+def test_appointments_with_two_workers_over_eight_partitions(deployment):
+    dep = deployment(partitions=8, charter=APPOINTMENTS_CHARTER,
+                     CHARTER_PROCESSING_GUARANTEE="exactly_once")
+    a = dep.worker().start()
+    b = dep.worker().start()
+    wait_for(lambda: "partition" in b.log_text() and "loaded" in b.log_text(), 60, "the second worker's share")
+    records = appointments(datetime.now(UTC) + timedelta(seconds=2), customers=60, seed=4)
+    out = run_scenario(dep, records, isolation_level="read_committed")
+    ids = no_repeats(out)
+    # 12 no-shows, 12 late cancellations, 12 attended after a late cancellation
+    assert len(ids) == 36
+    assert {v["rule"] for t, _, v in out if t == "compensation"} == {"missed_appointment"}
+    assert a.alive() and b.alive()
