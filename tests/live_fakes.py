@@ -56,6 +56,10 @@ class View:
         self.hw: dict[TP, int] = {}
         self.fetched_ms: dict[TP, int] = {}
         self.committed_offsets: dict[TP, int] = {}
+        self.rejoins = 0  # rebalances asked for
+
+    def request_rejoin(self) -> None:
+        self.rejoins += 1
 
     def highwater(self, tp: TP) -> int | None:
         return self.hw.get(tp)

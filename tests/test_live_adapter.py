@@ -134,7 +134,7 @@ def test_exactly_once_fences_before_reading_and_writes_in_one_transaction():
     assert not d.kinds("send") or all(e[1] == PREFIX + "charter-clock" for e in d.kinds("send"))
 
 
-def test_a_failed_transaction_parks_the_partition_until_the_next_rebalance():
+def test_a_failed_transaction_parks_the_partition_and_asks_for_a_rebalance():
     async def scenario():
         d = Driver("exactly_once")
         d.quiet(0)
@@ -142,6 +142,8 @@ def test_a_failed_transaction_parks_the_partition_until_the_next_rebalance():
         d.producers[0].fail = True
         await d.run_main([d.tick(0)])  # its transaction fails in the background flush
         assert 0 not in d.live.tasks.main, "a task whose transaction failed is kept"
+        # a broker outage fails a transaction without fencing: nothing else would bring the rebalance
+        assert d.view.rejoins == 1, "no rebalance was asked for: the partition would stay parked"
         await d.run_main([d.message("switch-claim", 0, claim("e2")), d.tick(0)])
         assert len(d.producers) == 1, "a parked partition was loaded again before a rebalance"
         # offset 0 was consumed by the failed task and never acked: acking 1 would let faust commit past it

@@ -25,6 +25,7 @@ def _instances() -> dict[str, object]:
                 "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread": consumer._thread,
                 "aiokafka.AIOKafkaConsumer": kafka,
                 "aiokafka.consumer.subscription_state.SubscriptionState": kafka._subscription,
+                "mode.threads.ServiceThread": consumer._thread,
             }
         finally:
             await kafka.stop()

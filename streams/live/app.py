@@ -115,7 +115,7 @@ class Live:
         self.metrics = Metrics(charter, self.registry)
         self.sink = Sink(settings, lambda *args: app.producer.send(*args), self.metrics)
         self.tasks = Tasks(settings, charter, self.sink, exactly_once=self.eos, metrics=self.metrics,
-                           lag=self._lag)
+                           lag=self._lag, rejoin=lambda: self.view.request_rejoin())
         self.joined = False  # an assignment was received since the last revoke
         self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
         self.hotline_wm: dict[int, int] = {}

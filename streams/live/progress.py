@@ -24,6 +24,9 @@ PRIVATE_ATTRIBUTES = (
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_create_worker_consumer"),
     ("aiokafka.AIOKafkaConsumer", "_subscription"),
     ("aiokafka.AIOKafkaConsumer", "_isolation_level"),
+    ("aiokafka.AIOKafkaConsumer", "_coordinator"),
+    ("aiokafka.consumer.group_coordinator.GroupCoordinator", "request_rejoin"),
+    ("mode.threads.ServiceThread", "thread_loop"),
     ("aiokafka.consumer.subscription_state.SubscriptionState", "reassignment_in_progress"),
     ("aiokafka.client.AIOKafkaClient", "_metadata_update"),
 )
@@ -69,6 +72,16 @@ class ConsumerView:
         assignment may reach the agent before it (the exactly-once crash test failed once on such a version)."""
         consumer = self._aiokafka()
         return not consumer._subscription.reassignment_in_progress and tp in consumer.assignment()
+
+    def request_rejoin(self) -> None:
+        """Ask for a rebalance of the group (as a new member's join would).
+
+        Every member gives its partitions up and faust seeks each assigned partition back to its committed offset:
+        the only safe way to read a partition's unacked input again while messages already fetched are still on
+        their way to the agents. aiokafka's coordinator lives in faust's consumer thread, hence the thread-safe
+        call."""
+        consumer = self._aiokafka()
+        self._app.consumer._thread.thread_loop.call_soon_threadsafe(consumer._coordinator.request_rejoin)
 
     def assignment(self) -> set[Any]:
         """faust's view of the current assignment (a copy), for the clock ticks; empty before the consumer starts."""

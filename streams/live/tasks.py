@@ -86,8 +86,9 @@ class Tasks:
 
     def __init__(self, settings: Settings, charter: Charter, sink: Sink, *, exactly_once: bool,
                  metrics: Metrics | None = None, lag: Lag | None = None, read: ReadChangelog = read_changelog,
-                 txn_factory: TxnFactory | None = None) -> None:
+                 txn_factory: TxnFactory | None = None, rejoin: Callable[[], None] | None = None) -> None:
         self.settings = settings
+        self._rejoin = rejoin  # asks the group for a rebalance (ConsumerView.request_rejoin)
         self.metrics = metrics
         self._lag = lag
         self.charter = charter
@@ -103,7 +104,7 @@ class Tasks:
         # not leave anything behind after it: a task or read progress from before belongs to an assignment that is
         # gone (tests/kafka/test_live.py::test_a_worker_leaving_after_the_last_event_leaves_no_window_open).
         self.generation = 0
-        # Tasks whose transaction failed (exactly-once), by key, until the next rebalance: see fail()
+        # Tasks whose flush failed, by key, until the rebalance that fail() asks for
         self.parked: set[int | None] = set()
         self._background: set[asyncio.Future] = set()
 
@@ -228,7 +229,7 @@ class Tasks:
     def not_ready(self, key: int | None) -> str | None:
         """Why the task of ``key`` (a partition number; None: the hotline) is not ready, or None if it is."""
         if key in self.parked:
-            return "parked after a failed transaction (until the next rebalance)"
+            return "parked after a failed transaction (until the rebalance it asked for)"
         lt = self.hotline if key is None else self.main.get(key)
         if lt is None:
             return "state not loaded"
@@ -273,16 +274,18 @@ class Tasks:
             lt.txn = None
 
     def fail(self, lt: LiveTask) -> None:
-        """A flush that did not land (exactly-once: the transaction failed, fenced or not): the task is dropped and
-        its partition parked until the next rebalance: nothing more of it is applied or acked.
+        """A flush that did not land (exactly-once: the transaction failed, fenced or not): the task is dropped,
+        its partition parked (nothing more of it is applied or acked), and a rebalance asked for.
 
         Its consumed but unacked input must be read again before anything after it is applied, or the offsets acked
         after it would let faust commit past it (streams/live/acks.py). faust offers no safe way to seek back while
-        messages already fetched are still on their way to the agent, so the partition waits for the rebalance
-        (fenced: the new owner's join brings it; docs/reliability.md).
+        messages already fetched are still on their way to the agent; a rebalance does it (faust seeks every
+        assigned partition back to its committed offset). Fenced, the new owner's join brings one anyway; a
+        transaction that failed because the broker went away (tests/kafka/test_broker_restart.py) brings none by
+        itself, so it is asked for here (docs/reliability.md).
         """
-        log.warning("%s: its flush did not land; the task is dropped and the partition parked until the next "
-                    "rebalance", "hotline" if lt.key is None else f"partition {lt.key}")
+        log.warning("%s: its flush did not land; the task is dropped, the partition parked and a rebalance asked "
+                    "for", "hotline" if lt.key is None else f"partition {lt.key}")
         if self.metrics is not None:
             self.metrics.transactions_failed.inc()
         lt.dropped = True
@@ -293,3 +296,5 @@ class Tasks:
         elif self.main.get(lt.key) is lt:
             del self.main[lt.key]
         self.drop(lt)
+        if self._rejoin is not None:
+            self._rejoin()
