@@ -125,6 +125,9 @@ class Charter(_Strict):
     currency: str = Field(min_length=3, max_length=3)
     grace_seconds: float = Field(ge=0)
     default_monthly_fee_cents: int = Field(gt=0)
+    # How long (event time after its occurred_at) an event id is remembered to recognise a copy (SPEC 1): bounded,
+    # so that a subscriber's state does not grow for as long as the worker runs.
+    dedup_retention: Duration = 7 * _UNITS["d"]
     # Every rule section is optional: a charter enforces the rules it names, and only those (SPEC section 7).
     late_activation: LateActivation | None = None
     switch_fee_refund: SwitchFeeRefund | None = None

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         "earliest", description="where the worker starts reading a topic it has no committed offset for")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     flush_every: int = Field(500, ge=1, description="events applied per partition before outputs are flushed")
+    max_row_bytes: int = Field(
+        512 * 1024, ge=1024, description="largest state row written to a changelog, in bytes: below the topic's "
+        "max.message.bytes (1 MB by default), so a write is never refused. A larger row loses its oldest history "
+        "(event ids first) and a warning is logged")
     topic_prefix: str = Field("", description="prefix of every topic name (namespaces a deployment or a test)")
     instance_id: str | None = Field(
         None, description="static group membership (Kafka group.instance.id): a stable, unique name per worker, e.g. "

@@ -142,3 +142,24 @@ def test_unreadable_rows_are_refused_with_a_reason(row, says):
 def test_a_row_without_a_required_field_is_refused():
     with pytest.raises(StateFormatError, match=r"lacks the fields \['close_due'\]"):
         Window.decode({"v": FORMAT_VERSION, "offered": 3})
+
+
+def test_rows_written_before_dedup_retention_continue_their_scenario_exactly(v1):
+    # tests/fixtures/state-v2/: the same scenario and cut, rows written by the code before event ids carried their
+    # occurred_at (a plain ``seen`` record): they move into ``ids`` on the subscriber's next event
+    v2 = {**orjson.loads((FIXTURES / "state-v2" / "state.json").read_bytes()), "lines": v1["lines"]}
+    assert all('"seen"' in row and '"ids"' not in row for row in v2["subscribers"].values())
+    charter = load_charter()
+    lines, cut = v1["lines"], v1["applied_lines"]
+    whole = Engine(charter)
+    _feed(whole, lines[:cut], 1)
+    expected = _feed(whole, lines[cut:], cut + 1) + whole.finish()
+    restored = restore(v2, Engine(charter))
+    assert _feed(restored, lines[cut:], cut + 1) + restored.finish() == expected
+    # and a copy of an event applied before the upgrade is still recognised after it
+    again = restore(v2, Engine(charter))
+    assert _feed(again, lines[:cut], 1) == []  # every one of them a copy: nothing happens
+    assert all(s.ids == " " for s in again.subscribers.values())  # a copy changes nothing, not even the record
+    _feed(again, lines[cut:], cut + 1)
+    moved = [s for s in again.subscribers.values() if s.ids != " "]
+    assert moved and all(s.seen == "\x1f" for s in moved)  # a new event moved the ids, with their instants

@@ -45,6 +45,7 @@ from streams.core.state import (
     SERVICE_BIT,
     SERVICES,
     Call,
+    Ids,
     Seen,
     Subscriber,
     Window,
@@ -94,6 +95,7 @@ class Engine:
         self.dirty_windows: set[tuple[str, int]] = set()
         c = charter
         self._grace = c.grace_us
+        self._retention = c.dedup_retention
         # A rule whose section the charter lacks is not enforced (SPEC 7): it arms nothing and emits nothing. The
         # facts it would read (milestones, the outage in progress) are still recorded: other rules share them.
         self._late = c.late_activation is not None
@@ -192,14 +194,43 @@ class Engine:
         sub = self.subscribers.get(key)
         if sub is None:
             sub = self.subscribers[key] = Subscriber()
-        token = Seen.token(topic, event.event_id)
-        if token in sub.seen:
+        ids_key = Ids.key(topic, event.event_id)
+        if ids_key in sub.ids:
             return out
-        sub.seen += token[1:]
+        if sub.seen != Seen.EMPTY:  # a row written before dedup_retention: its ids move into ``ids`` now
+            if Seen.token(topic, event.event_id) in sub.seen:
+                return out
+            sub.ids = Ids.from_seen(sub.seen, at)
+            sub.seen = Seen.EMPTY
+        self._remember(sub, ids_key, at)
         if self.track_dirty:
             self.dirty_subscribers.add(key)
         self._handlers[type(event)](key, sub, event, at, out)
         return out
+
+    def _remember(self, sub: Subscriber, ids_key: str, at: int) -> None:
+        """Record an applied event id and forget those older than the retention (SPEC 1).
+
+        Decided from the events of this key alone (the latest ``occurred_at`` applied to it), never from a clock,
+        so that live and replay forget the same ids at the same point of the key's history."""
+        newest = Ids.newest(sub.ids)
+        horizon = self._horizon(sub, newest)
+        if horizon is not None and at < horizon:
+            return  # already older than the memory: it would be forgotten at once
+        if newest is None or at > newest:
+            before = at - self._retention
+            oldest = Ids.oldest(sub.ids)
+            if oldest is not None and oldest < before:
+                sub.ids = Ids.prune(sub.ids, before)
+        sub.ids = Ids.add(sub.ids, ids_key, at)
+
+    def _horizon(self, sub: Subscriber, newest: int | None) -> int | None:
+        """Ids of this key's events older than this instant are forgotten (None: nothing is yet): the retention
+        before the latest ``occurred_at`` applied, or later if the row bound dropped more (``forgot_before``)."""
+        horizon = None if newest is None else newest - self._retention
+        if sub.forgot_before is not None and (horizon is None or sub.forgot_before > horizon):
+            return sub.forgot_before
+        return horizon
 
     # rule 1 and 3 -----------------------------------------------------------
 
@@ -318,6 +349,11 @@ class Engine:
                 sub.out_start_id = ev.event_id
                 sub.out_services = 0
                 sub.out_tier = 0
+                if self._replayed_outage(sub, at):
+                    sub.down |= bit
+                    sub.out_services |= bit
+                    return  # open, as the events say, but it earns nothing: see _replayed_outage
+                sub.out_last = at
                 if self._outage:
                     sub.out_due = at + self._tiers[0][0]
                     self._arm(sub.out_due, K_OUTAGE, key)
@@ -346,6 +382,17 @@ class Engine:
                 sub.out_start = sub.out_start_id = sub.out_due = sub.rep_due = sub.rep_day = None
                 sub.out_services = 0
                 sub.out_tier = 0
+
+    def _replayed_outage(self, sub: Subscriber, start: int) -> bool:
+        """An outage opened by an event older than the de-duplication memory (``_horizon``), at or before the
+        start of an outage already opened: it cannot be told from a copy of that outage's ``down`` arriving after
+        its id was forgotten, and paying it would pay the same breach twice (same compensation ids). So it arms no
+        deadline. A genuinely new event that late is rarer than a redelivery, and its breach, if any, is older
+        than the retention."""
+        if sub.out_last is None or start > sub.out_last:
+            return False
+        horizon = self._horizon(sub, Ids.newest(sub.ids))
+        return horizon is not None and start < horizon
 
     def _fire_outage(self, due: int, key: str, out: list[Output]) -> None:
         sub = self.subscribers.get(key)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
+
 from streams.core.deadlines import K_ALERT, K_APPOINTMENT, K_LATE, K_OUTAGE, K_PROVISION, K_REPAIR
 
 # Service bit masks: the set of services down is one small int.
@@ -37,6 +39,86 @@ class Seen:
         if SEP in event_id or event_id.startswith(ESC):
             event_id = ESC + event_id.encode("utf-8", "surrogatepass").hex()  # keeps the delimiter unambiguous
         return f"{SEP}{TOPIC_CODE[topic]}{event_id}{SEP}"
+
+
+class Ids:
+    """Event ids applied for one subscriber, each with its ``occurred_at``, kept for the charter's
+    ``dedup_retention`` of event time (SPEC 1) and then forgotten, so the record stays bounded over years.
+
+    One string ``" <code><id>~<hex occurred_at> <code><id>~<hex> ... "``, entries sorted by ``occurred_at`` so the
+    expired ones are always a prefix (pruning cuts it off without parsing the rest). The separators are printable:
+    orjson writes a control character as six bytes (``\\u001f``), and these strings are most of a subscriber's
+    row. ``key`` is delimited on both sides (a space before, ``~`` after) so one id never matches inside another.
+    """
+
+    __slots__ = ()
+    EMPTY = " "
+
+    @staticmethod
+    def key(topic: str, event_id: str) -> str:
+        if " " in event_id or "~" in event_id or event_id.startswith(ESC):
+            event_id = ESC + event_id.encode("utf-8", "surrogatepass").hex()  # keeps the delimiters unambiguous
+        return f" {TOPIC_CODE[topic]}{event_id}~"
+
+    @staticmethod
+    def add(ids: str, key: str, at: int) -> str:
+        """``ids`` with ``key`` applied at ``at``, kept in ``occurred_at`` order."""
+        entry = f"{key[1:]}{at:x} "
+        if ids == " ":
+            return " " + entry
+        j = ids.rfind("~")
+        if at >= int(ids[j + 1:-1], 16):
+            return ids + entry  # the common case: events of a key arrive in time order
+        entries = ids[1:-1].split(" ")  # an older event: insert it in place (rare, so a plain rebuild)
+        i = len(entries)
+        while i and int(entries[i - 1][entries[i - 1].rfind("~") + 1:], 16) > at:
+            i -= 1
+        entries.insert(i, entry[:-1])
+        return " " + " ".join(entries) + " "
+
+    @staticmethod
+    def prune(ids: str, before: int) -> str:
+        """``ids`` without the entries whose ``occurred_at`` < ``before`` (an expired prefix)."""
+        pos, n = 0, len(ids)
+        while pos < n - 1:
+            j = ids.find("~", pos + 1)
+            k = ids.find(" ", j)
+            if int(ids[j + 1:k], 16) >= before:
+                break
+            pos = k
+        return ids if pos == 0 else ids[pos:]
+
+    @staticmethod
+    def oldest(ids: str) -> int | None:
+        """The ``occurred_at`` of the oldest entry (None when empty)."""
+        if ids == " ":
+            return None
+        j = ids.find("~")
+        return int(ids[j + 1:ids.find(" ", j)], 16)
+
+    @staticmethod
+    def newest(ids: str) -> int | None:
+        """The ``occurred_at`` of the newest entry (None when empty)."""
+        if ids == " ":
+            return None
+        return int(ids[ids.rfind("~") + 1:-1], 16)
+
+    @staticmethod
+    def from_seen(seen: str, at: int) -> str:
+        """Entries for the ids of a legacy ``seen`` record (no instants), all stamped ``at``: rows written before
+        ``dedup_retention`` existed keep their ids for one retention counted from the first event after the
+        upgrade (the instant they were applied is not in those rows)."""
+        out = [" "]
+        for token in seen.split(SEP):
+            if not token:
+                continue
+            code, event_id = token[0], token[1:]
+            if event_id.startswith(ESC):
+                event_id = bytes.fromhex(event_id[1:]).decode("utf-8", "surrogatepass")
+            if " " in event_id or "~" in event_id or event_id.startswith(ESC):
+                event_id = ESC + event_id.encode("utf-8", "surrogatepass").hex()
+            out.append(f"{code}{event_id}~{at:x} ")
+        return "".join(out)
 
 
 FORMAT_VERSION = 2
@@ -106,7 +188,10 @@ class Subscriber(_Record):
     """Everything the charter rules need to know about one customer."""
 
     __slots__ = (
-        "seen",
+        # de-duplication: ``seen`` is the record of rows written before dedup_retention (ids without instants,
+        # moved into ``ids`` by the first event after the upgrade); ``ids`` the current one (``Ids``);
+        # ``forgot_before``: set when the row bound (``bounded_row``) forgot ids younger than the retention
+        "seen", "ids", "forgot_before",
         # order (rule 1, 3, 4): fee, zone ("u"/"n"/None), tv flag, when/which order_placed
         "fee", "zone", "tv", "order_at", "order_id",
         # rule 1 milestones: earliest occurred_at of each, with the event that proved it
@@ -119,8 +204,9 @@ class Subscriber(_Record):
         "refund_granted",
         # rule 3
         "billing_at",
-        # rule 4: services down (bit mask), the open outage, the next tier and its deadline
-        "down", "out_start", "out_start_id", "out_services", "out_tier", "out_due",
+        # rule 4: services down (bit mask), the open outage, the next tier and its deadline; the start of the
+        # latest outage ever opened (what stops a forgotten copy of an old `down` from paying an outage twice)
+        "down", "out_start", "out_start_id", "out_services", "out_tier", "out_due", "out_last",
         # rule 6 (the open outage above): the next local midnight owing a day, and that day's number
         "rep_due", "rep_day",
         # rule 7: the next local midnight owing a day and its number; the order that promised (None: no promise yet)
@@ -129,12 +215,13 @@ class Subscriber(_Record):
         "appts",
     )
     DEFAULTS: ClassVar[dict[str, Any]] = {
-        "seen": SEP, "fee": None, "zone": None, "tv": None, "order_at": None, "order_id": None,
-        "confirmed_at": None, "confirmed_id": None, "active_at": None, "active_id": None, "modem_at": None,
-        "decoder_at": None, "cancelled_at": None, "first_month_given": False, "alert_due": None, "late_due": None,
-        "refund_granted": False, "billing_at": None, "down": 0, "out_start": None, "out_start_id": None,
-        "out_services": 0, "out_tier": 0, "out_due": None, "rep_due": None, "rep_day": None, "prov_due": None,
-        "prov_day": None, "prov_id": None, "appts": None,
+        "seen": SEP, "ids": Ids.EMPTY, "forgot_before": None, "fee": None, "zone": None, "tv": None,
+        "order_at": None, "order_id": None, "confirmed_at": None, "confirmed_id": None, "active_at": None,
+        "active_id": None, "modem_at": None, "decoder_at": None, "cancelled_at": None, "first_month_given": False,
+        "alert_due": None, "late_due": None, "refund_granted": False, "billing_at": None, "down": 0,
+        "out_start": None, "out_start_id": None, "out_services": 0, "out_tier": 0, "out_due": None,
+        "out_last": None, "rep_due": None, "rep_day": None, "prov_due": None, "prov_day": None, "prov_id": None,
+        "appts": None,
     }
     V1_SLOTS = (
         "seen", "fee", "zone", "tv", "order_at", "order_id", "confirmed_at", "confirmed_id", "active_at", "active_id",
@@ -144,6 +231,8 @@ class Subscriber(_Record):
 
     def __init__(self) -> None:
         self.seen = Seen.EMPTY
+        self.ids = Ids.EMPTY
+        self.forgot_before = None
         self.fee = self.zone = self.tv = self.order_at = self.order_id = None
         self.confirmed_at = self.confirmed_id = self.active_at = self.active_id = None
         self.modem_at = self.decoder_at = self.cancelled_at = None
@@ -156,6 +245,7 @@ class Subscriber(_Record):
         self.out_services = 0
         self.out_tier = 0
         self.out_due = None
+        self.out_last = None
         self.rep_due = self.rep_day = None
         self.prov_due = self.prov_day = self.prov_id = None
         self.appts = None
@@ -223,3 +313,39 @@ class Window(_Record):
         self.close_due = close_due
         self.closed = False
 
+
+
+def bounded_row(sub: Subscriber, max_bytes: int) -> tuple[bytes, int]:
+    """The changelog row of ``sub`` (``orjson.dumps(sub.encode())``), made to fit in ``max_bytes`` if it can be.
+
+    A row above the bound would be refused by the broker (its ``max.message.bytes``) and stall the partition, so
+    the oldest history a decision can do without goes first: the legacy ``seen`` record, then the oldest event ids
+    (``forgot_before`` moves up: copies of those events are no longer recognised), then decided appointments.
+    ``sub`` itself is pruned, so the worker's memory and its stored row agree. Returns the row and how many entries
+    were dropped (0: the row already fit); a row that still does not fit is returned as it is, never an error.
+    """
+    row = orjson.dumps(sub.encode())
+    dropped = 0
+    while len(row) > max_bytes:
+        excess = len(row) - max_bytes
+        if sub.seen != Seen.EMPTY:
+            dropped += sub.seen.count(SEP) - 1
+            sub.seen = Seen.EMPTY
+        elif sub.ids != Ids.EMPTY:
+            ids, pos, cut = sub.ids, 0, 0
+            while pos < len(ids) - 1 and pos < excess:  # whole entries covering at least the excess, oldest first
+                pos = ids.find(" ", ids.find("~", pos + 1))
+                cut += 1
+            last = int(ids[ids.rfind("~", 0, pos) + 1:pos], 16)
+            sub.ids = ids[pos:]
+            sub.forgot_before = max(last + 1, sub.forgot_before or last + 1)  # a copy of those is a new event
+            dropped += cut
+        elif sub.appts and any(a == APPT_DONE for a in sub.appts.values()):
+            done = [k for k, a in sub.appts.items() if a == APPT_DONE]
+            for k in done:
+                del sub.appts[k]
+            dropped += len(done)
+        else:
+            break  # nothing left that may go: the row is what the rules need
+        row = orjson.dumps(sub.encode())
+    return row, dropped

@@ -11,6 +11,7 @@ hold every subscriber a second time and restore one record at a time (5x slower,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -18,8 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.connection import client_options
 from streams.core import Engine
-from streams.core.state import Call, Subscriber, Window
+from streams.core.state import Call, Subscriber, Window, bounded_row
 from streams.settings import Settings
+
+log = logging.getLogger("charter.live")
 
 SEP = b"\x1f"
 Row = tuple[bytes, bytes]
@@ -30,11 +33,21 @@ def _prefix(p: int) -> bytes:
     return b"%d" % p + SEP
 
 
-def subscriber_rows(p: int, engine: Engine) -> list[Row]:
-    """The rows of the subscribers of partition ``p`` that changed since the last call (and forget they did)."""
+def subscriber_rows(p: int, engine: Engine, max_bytes: int = Settings.model_fields["max_row_bytes"].default
+                    ) -> list[Row]:
+    """The rows of the subscribers of partition ``p`` that changed since the last call (and forget they did).
+
+    A row is at most ``max_bytes`` (CHARTER_MAX_ROW_BYTES): a larger one would be refused by the broker and stop
+    the partition, so its oldest history is dropped instead (``bounded_row``), with a warning."""
     prefix = _prefix(p)
     subscribers = engine.subscribers
-    rows = [(prefix + k.encode(), orjson.dumps(subscribers[k].encode())) for k in engine.dirty_subscribers]
+    rows = []
+    for k in engine.dirty_subscribers:
+        value, dropped = bounded_row(subscribers[k], max_bytes)
+        if dropped:
+            log.warning("partition %d: subscriber %s: state row above CHARTER_MAX_ROW_BYTES=%d, %d oldest history "
+                        "entries dropped (now %d bytes)", p, k, max_bytes, dropped, len(value))
+        rows.append((prefix + k.encode(), value))
     engine.dirty_subscribers.clear()
     return rows
 

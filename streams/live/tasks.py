@@ -148,7 +148,7 @@ class Tasks:
                 return None
             lt = await self._load(p, TopicPartition(self.subscribers_changelog, p),
                                   f"{self.settings.app_id}-charter-{p}", restore_subscribers(p),
-                                  partial(subscriber_rows, p), ack)
+                                  partial(subscriber_rows, p, max_bytes=self.settings.max_row_bytes), ack)
             if lt is None:
                 return None
             self.main[p] = lt
