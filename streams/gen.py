@@ -508,6 +508,101 @@ def generate(subscribers: int, events: int | None = None, seed: int = 0, start: 
                       disorder, duplicates, hotline_scale, per_day).run()
 
 
+class Flapping:
+    """One customer whose box flaps down/up for years (issue 12: state must stay bounded), as replay records.
+
+    Every ``period`` seconds the ``service`` goes ``down`` and comes back ``down_for`` seconds later, for ``days``.
+    ``long_outages`` are ``(day, length in seconds)``: the first cycle at or after that day stays down that long
+    instead (the cycles it covers are skipped), so they cross the charter's tiers. Transport noise, which must
+    change nothing:
+
+    - ``copies_within``: a copy of the ``down`` of the cycle before each long outage, arriving just before the long
+      outage begins (seconds after its original, within any retention of an hour or more). Were it applied again,
+      the long outage would open at that earlier instant and every compensation would differ;
+    - ``late_copies``: a copy of each long outage's ``down`` and ``up``, arriving ``late_by`` seconds after its
+      ``up`` (beyond the retention: no longer recognised, applied as new). Paying it again would repeat the
+      outage's compensation ids; a pair of a short cycle arrives the same way every ``late_every`` cycles.
+
+    Late pairs arrive right after a short cycle's ``up`` (the customer is up then). ``scale`` multiplies every
+    duration and offset from ``start`` (1/86400: days become seconds, for ``alice-2007-seconds``). Event ids are
+    ``<customer>-<cycle>d`` and ``<customer>-<cycle>u``. ``records`` is in arrival order; ``outages`` lists the long
+    outages actually generated as ``(start µs, down event id, length µs)``.
+    """
+
+    def __init__(self, customer_id: str = "FLAP-1", *, start: datetime = DEFAULT_START, days: float = 730.0,
+                 period: float = 300.0, down_for: float = 60.0,
+                 long_outages: Iterable[tuple[float, float]] = ((30, 25 * 3600), (200, 80 * 3600),
+                                                               (400, 200 * 3600), (600, 23.5 * 3600)),
+                 copies_within: bool = True, late_copies: bool = True, late_by: float = 8 * 86400.0,
+                 late_every: int = 5000, service: str = "internet", scale: float = 1.0) -> None:
+        start_us = int((start - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+
+        def us(t: float) -> int:
+            return start_us + round(t * scale * 1_000_000)
+
+        longs = sorted((d * 86400.0, length) for d, length in long_outages)
+        arrivals: list[tuple[int, int, dict[str, Any]]] = []  # (arrival µs, order, record)
+        self.outages: list[tuple[int, str, int]] = []
+        cid, seq = customer_id, 0
+
+        def status(k: int, st: str, t: float) -> dict[str, Any]:
+            return {"topic": "service-status", "value": {
+                "event_id": f"{cid}-{k}{st[0]}", "occurred_at": _iso_us(us(t)), "customer_id": cid,
+                "service": service, "status": st}}
+
+        def push(arrive: int, rec: dict[str, Any]) -> None:
+            nonlocal seq
+            arrivals.append((arrive, seq, rec))
+            seq += 1
+
+        k, t, end, li = 0, 0.0, days * 86400.0, 0
+        late_short: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        pending_late: list[tuple[int, dict[str, Any], dict[str, Any]]] = []  # (due µs, down copy, up copy)
+        previous_down: dict[str, Any] | None = None
+        while t < end:
+            is_long = li < len(longs) and t >= longs[li][0]
+            length = longs[li][1] if is_long else down_for
+            down, up = status(k, "down", t), status(k, "up", t + length)
+            if is_long:
+                li += 1
+                if copies_within and previous_down is not None:
+                    push(us(t) - 1, previous_down)  # a redelivery of the last flap, just before this outage
+                self.outages.append((us(t), down["value"]["event_id"], us(t + length) - us(t)))
+                if late_copies:
+                    pending_late.append((us(t + length + late_by), down, up))
+            elif late_copies and late_every and k % late_every == 0 and k:
+                late_short.append((down, up))
+            push(us(t), down)
+            push(us(t + length), up)
+            # late pairs arrive right after this cycle's up, when the customer is up
+            if not is_long:
+                while pending_late and pending_late[0][0] <= us(t + length):
+                    _, d, u = pending_late.pop(0)
+                    push(us(t + length), d)
+                    push(us(t + length), u)
+                if late_short and us(t + length) >= _at_us(late_short[0][0]) + round(late_by * scale * 1e6):
+                    d, u = late_short.pop(0)
+                    push(us(t + length), d)
+                    push(us(t + length), u)
+            previous_down = down
+            k += 1
+            t += period
+            if is_long:
+                while t <= longs[li - 1][0] + length:  # the cycles the long outage covers do not happen
+                    t += period
+        arrivals.sort(key=lambda a: (a[0], a[1]))
+        self.records: list[dict[str, Any]] = [r for _, _, r in arrivals]
+
+
+def _iso_us(us: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)).isoformat()
+
+
+def _at_us(rec: dict[str, Any]) -> int:
+    dt = datetime.fromisoformat(rec["value"]["occurred_at"])
+    return (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
 def write_jsonl(path: str | Path | BinaryIO, records: Iterable[dict[str, Any]]) -> int:
     """Write records as JSON lines (orjson) to a path or a binary file; return how many were written."""
     if isinstance(path, str | Path):
