@@ -489,6 +489,33 @@ async def ceiling_loop(bootstrap: str, topics: list[str], group: str, out_topic:
 
 # ---------------------------------------------------------------------------------------------- output reading
 
+async def changelog_row_sizes(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    """The size of the latest value of every key of a compacted changelog, read to its end (read_committed)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed", auto_offset_reset="earliest")
+    await consumer.start()
+    latest: dict[bytes, int] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        todo = {tp for tp in tps if ends[tp] > 0}
+        while todo:
+            for msgs in (await consumer.getmany(*todo, timeout_ms=1000)).values():
+                for m in msgs:
+                    if m.value is None:
+                        latest.pop(m.key, None)
+                    else:
+                        latest[m.key] = len(m.value)
+            todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return list(latest.values())
+
+
 class TopicTail:
     """Reads one topic from its current end (all partitions), keeping (log append time s, value)."""
 
@@ -647,6 +674,7 @@ class Bench:
             await self.phase_faust_ceiling()
             await self.phase_throughput()
             self.phase_memory()
+            await self.phase_row_sizes()
             await self.phase_latency()
             await self.phase_mass_outage()
             await self.phase_recovery()
@@ -759,6 +787,16 @@ class Bench:
         how = "" if n == self.mode.fed else f" ({self.mode.fed:,} applied as events, the rest restored)"
         say(f"memory: RSS {rss / 2**20:,.0f} MiB with {n:,} subscribers{how} vs {self.rss_empty / 2**20:,.0f} MiB "
             f"empty: {self.m['rss_per_subscriber']:,} B per subscriber")
+
+    async def phase_row_sizes(self) -> None:
+        """Bytes per subscriber state row (issue 12): the latest row of every key in the subscribers changelog,
+        as the worker wrote it (or the preload, for subscribers not fed as events), after the throughput phase."""
+        sizes = sorted(await changelog_row_sizes(self.bootstrap, f"{self.app_id}-subscribers-changelog",
+                                                 self.mode.partitions))
+        if not sizes:
+            return
+        self.m.update(row_bytes_p50=sizes[len(sizes) // 2], row_bytes_max=sizes[-1], row_count=len(sizes))
+        say(f"state rows: {len(sizes):,} subscriber rows, {sizes[len(sizes) // 2]:,} B median, {sizes[-1]:,} B max")
 
     async def phase_preload(self) -> None:
         """The subscribers beyond those fed as events: their changelog rows, read back by the restart below."""
