@@ -738,7 +738,7 @@ class Bench:
     async def phase_throughput(self) -> None:
         self.worker = w = Worker(self.workdir, self.worker_env(), Path(self.args.worker_repo or ROOT))
         w.start()
-        t_ready = await w.wait_log("[^Worker]: Ready", 3600)
+        t_ready = await w.wait_log("Worker]: Ready", 3600)
         self.m["worker_ready_s"] = round(t_ready - w.started_at, 1)
         if self.mode.subscribers > self.mode.fed:
             say(f"worker: ready {self.m['worker_ready_s']} s after start (its "
@@ -772,7 +772,7 @@ class Bench:
         w = Worker(self.workdir, self.worker_env(), Path(self.args.worker_repo or ROOT), name="worker-empty")
         w.start()
         try:
-            await w.wait_log("[^Worker]: Ready", 180)
+            await w.wait_log("Worker]: Ready", 180)
             await asyncio.sleep(2.0)
             self.rss_empty = w.rss()
         finally:

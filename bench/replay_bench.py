@@ -228,6 +228,11 @@ def child_core(path: str, repeat: int, charter_ref: str) -> dict[str, Any]:
         "windows_bytes": deep_size([engine.windows], seen),
         "heap_bytes": deep_size([engine._heap], seen),
     }
+    # the changelog row of every subscriber at the end (issue 12: bytes per row, beside memory per subscriber)
+    rows = sorted(len(orjson.dumps(sub.encode())) for sub in engine.subscribers.values())
+    if rows:
+        res["state"]["row_bytes_p50"] = rows[len(rows) // 2]
+        res["state"]["row_bytes_max"] = rows[-1]
     return res
 
 
@@ -421,7 +426,9 @@ def measure(path: Path, ref: str, fulls: list[dict[str, Any]], a: argparse.Names
         "peak_rss_growth_bytes": peak_growth, "peak_rss_bytes": max(r["peak_rss"] for r in fulls),
         "bytes_per_subscriber": peak_growth / a.subscribers,
         "engine_rss_growth_bytes": core["engine_rss_growth"], "state": core["state"],
-        "state_bytes_per_subscriber": sum(v for k, v in core["state"].items() if k.endswith("_bytes"))
+        "row_bytes_p50": core["state"].get("row_bytes_p50"), "row_bytes_max": core["state"].get("row_bytes_max"),
+        "state_bytes_per_subscriber": sum(v for k, v in core["state"].items()
+                                          if k.endswith("_bytes") and not k.startswith("row_"))
         / a.subscribers,
         "goal_events_per_s": GOAL_EVENTS_PER_S, "goal_bytes_per_subscriber": GOAL_BYTES_PER_SUBSCRIBER,
     }
@@ -447,6 +454,7 @@ def _print_table(m: dict[str, Any]) -> None:
         ("engine state (sizeof)", f"{m['state_bytes_per_subscriber']:,.0f} B/subscriber",
          f"subs {s['subscribers_bytes'] / 2**20:.1f} MiB, calls {s['calls_bytes'] / 2**20:.1f} MiB "
          f"({s['calls']:,}), windows {s['windows_bytes'] / 2**20:.1f} MiB, heap {s['heap_bytes'] / 2**20:.1f} MiB"),
+        ("state row (changelog)", f"{m['row_bytes_p50'] or 0:,} B median", f"{m['row_bytes_max'] or 0:,} B max"),
         ("goal", f"{m['goal_events_per_s']:,} ev/s, < {m['goal_bytes_per_subscriber']} B/sub",
          f"throughput {'met' if m['meets_throughput'] else 'NOT met'}, "
          f"memory {'met' if m['meets_memory'] else 'NOT met'}"),
