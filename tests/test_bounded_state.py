@@ -23,7 +23,7 @@ from streams.core.timeutil import iso, to_us
 from streams.gen import Flapping
 from streams.live.changelog import subscriber_rows
 from streams.records import decode_event
-from tests.charter_helpers import T0, D, H, M, S, charter_with, claim, down, run, ts, up
+from tests.charter_helpers import T0, D, H, M, S, call, charter_with, claim, down, run, ts, up
 
 NAMESPACE = uuid.UUID("6f1c1f0e-2f54-4d0a-9a43-5c0a7d0c2007")  # SPEC 3: compensation ids are UUIDv5 of the breach
 
@@ -205,3 +205,57 @@ def test_the_changelog_writes_bounded_rows_and_warns(caplog):
         rows = subscriber_rows(3, engine, max_bytes=4096)
     assert len(rows) == 1 and len(rows[0][1]) <= 4096
     assert "subscriber A" in caplog.text and "CHARTER_MAX_ROW_BYTES" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------- hotline state
+
+
+def _hotline_day(day: int, n: int = 3) -> list[str]:
+    """``n`` calls on ``day``, each answered within a minute."""
+    return [x for i in range(n) for x in (call(f"d{day}-{i}", ts(day * D + i * M), "queued", eid=f"q{day}-{i}"),
+                                          call(f"d{day}-{i}", ts(day * D + i * M + 30 * S), "answered",
+                                               eid=f"a{day}-{i}"))]
+
+
+def test_settled_calls_and_closed_windows_are_dropped_a_retention_later():
+    charter = charter_with(dedup_retention="1d")
+    engine = Engine(charter)
+    for line in [x for day in range(10) for x in _hotline_day(day)]:
+        rec = orjson.loads(line)
+        event = decode_event(rec["topic"], rec["value"])
+        at = to_us(event.occurred_at)
+        engine.advance(at)
+        engine.apply(rec["topic"], event, at)
+    engine.finish()
+    # the latest event is an answer on day 9 at 00:02:30: everything queued a day before that has gone
+    assert sorted({k.split("-")[0] for k in engine.calls}) == ["d9"]
+    assert [ws for _, ws in engine.windows] == [T0 + 9 * D]
+
+
+def test_a_copy_of_a_dropped_call_breaches_and_counts_nothing_again():
+    charter = charter_with(dedup_retention="1d")
+    late = [call("x", ts(0), "queued", eid="qx")]  # never answered: one breach, one KPI record
+    later = [x for day in range(2, 5) for x in _hotline_day(day)]
+    base = run(late + later, charter, T0 + 10 * D).normalized()
+    assert run(late + later + late, charter, T0 + 10 * D).normalized() == base
+
+
+def test_the_hotline_changelog_writes_tombstones_for_what_was_dropped():
+    from streams.live.changelog import hotline_rows, restore_hotline
+
+    charter = charter_with(dedup_retention="1d")
+    engine = Engine(charter, track_dirty=True)
+    stored: dict[bytes, bytes | None] = {}  # the changelog, compacted: the latest value of each key
+    for line in [x for day in range(4) for x in _hotline_day(day)]:
+        rec = orjson.loads(line)
+        event = decode_event(rec["topic"], rec["value"])
+        at = to_us(event.occurred_at)
+        engine.advance(at)
+        engine.apply(rec["topic"], event, at)
+        stored.update(hotline_rows(engine))
+    engine.finish()
+    stored.update(hotline_rows(engine))
+    assert any(v is None for v in stored.values())
+    restored = Engine(charter)
+    restore_hotline(restored, stored.items())
+    assert set(restored.calls) == set(engine.calls) and set(restored.windows) == set(engine.windows)

@@ -88,6 +88,11 @@ class Engine:
         self.calls: dict[str, Call] = {}
         self.windows: dict[tuple[str, int], Window] = {}
         self._heap: list[tuple[int, int, Any]] = []
+        # Hotline state is dropped one dedup_retention after the latest call event (``_expire_hotline``):
+        # ``_hot_latest`` is the latest occurred_at of a call event that changed a call, ``_hot_expiry`` a heap of
+        # (instant, 0 for a call or 1 for a window, key) in the order they may go.
+        self._hot_latest: int | None = None
+        self._hot_expiry: list[tuple[int, int, Any]] = []
         # The live adapter persists what changed after each batch; replay keeps everything in memory.
         self.track_dirty = track_dirty
         self.dirty_subscribers: set[str] = set()
@@ -163,6 +168,14 @@ class Engine:
                 heap.append((win.close_due, K_KPI, key))
         heapq.heapify(heap)
         self._heap = heap
+        # the hotline's expiry order and latest instant are what the calls and windows say (a dropped call was
+        # never the latest: it is a retention older)
+        expiry = [(c.queued_at, 0, k) for k, c in self.calls.items()]
+        expiry += [(ws, 1, (q, ws)) for q, ws in self.windows]
+        heapq.heapify(expiry)
+        self._hot_expiry = expiry
+        latest = [max(c.queued_at, c.settled_at or c.queued_at) for c in self.calls.values()]
+        self._hot_latest = max(latest) if latest else None
 
     def _arm(self, due: int, kind: int, key: Any) -> None:
         heapq.heappush(self._heap, (due, kind, key))
@@ -531,13 +544,42 @@ class Engine:
 
     # rule 5 -----------------------------------------------------------------
 
+    def _expire_hotline(self, at: int) -> None:
+        """Drop the calls and windows that nothing can change any more (issue 12: bounded state).
+
+        A call or window older than the retention before the latest call event has had its deadlines fire (the
+        clock is past them), and a later event of it changes nothing: an answer for an unknown call is ignored,
+        and a ``queued`` that old is ignored too (``_call``), since it could be a copy of a dropped call and would
+        breach or count again. Decided from the call events alone, never from the clock, as in replay."""
+        if self._hot_latest is not None and at <= self._hot_latest:
+            return
+        self._hot_latest = at
+        horizon = at - self._retention
+        expiry = self._hot_expiry
+        while expiry and expiry[0][0] < horizon:
+            _, kind, key = heapq.heappop(expiry)
+            if kind == 0:
+                call = self.calls.get(key)
+                if call is not None and call.breach_due is None:
+                    del self.calls[key]
+                    self._dirty_call(key)
+            else:
+                win = self.windows.get(key)
+                if win is not None and win.closed:
+                    del self.windows[key]
+                    self._dirty_window(key)
+
     def _call(self, ev: CallQueue, at: int, out: list[Output]) -> None:
         key = ev.call_id
         call = self.calls.get(key)
         if ev.type == "queued":
             if call is not None:  # a call is queued once; a repeat (or a duplicate) changes nothing
                 return
+            if self._hot_latest is not None and at < self._hot_latest - self._retention:
+                return  # older than the hotline's memory: maybe a copy of a call already dropped
+            self._expire_hotline(at)
             call = self.calls[key] = Call(ev.queue, at, ev.event_id)
+            heapq.heappush(self._hot_expiry, (at, 0, key))
             call.seen = Seen.token("call-queue", ev.event_id)
             call.breach_due = at + self._answer_within
             self._arm(call.breach_due, K_BREACH, key)
@@ -546,6 +588,7 @@ class Engine:
             if win is None:
                 win = self.windows[wkey] = Window(wkey[1] + self._window + self._answer_within)
                 self._arm(win.close_due, K_KPI, wkey)
+                heapq.heappush(self._hot_expiry, (wkey[1], 1, wkey))
             if not win.closed:  # a call arriving after its window closed is not in that window's one record
                 win.offered += 1
                 self._dirty_window(wkey)
@@ -559,6 +602,7 @@ class Engine:
         call.seen += token[1:]
         call.settled_at = at
         self._dirty_call(key)
+        self._expire_hotline(at)
         wkey = (call.queue, call.queued_at - call.queued_at % self._window)
         win = self.windows.get(wkey)
         counts = win is not None and not win.closed and at <= win.close_due

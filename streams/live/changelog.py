@@ -25,7 +25,7 @@ from streams.settings import Settings
 log = logging.getLogger("charter.live")
 
 SEP = b"\x1f"
-Row = tuple[bytes, bytes]
+Row = tuple[bytes, bytes | None]  # a None value is a tombstone
 Restore = Callable[[Engine, Iterable[Row]], None]
 
 
@@ -65,10 +65,15 @@ def restore_subscribers(p: int) -> Restore:
     return restore
 
 
+def _row(record: Call | Window | None) -> bytes | None:
+    return None if record is None else orjson.dumps(record.encode())  # None: dropped, a tombstone
+
+
 def hotline_rows(engine: Engine) -> list[Row]:
-    """The rows of the calls and windows that changed since the last call (and forget they did)."""
-    rows = [(b"c" + SEP + k.encode(), orjson.dumps(engine.calls[k].encode())) for k in engine.dirty_calls]
-    rows += [(b"w" + SEP + q.encode() + SEP + b"%d" % ws, orjson.dumps(engine.windows[(q, ws)].encode()))
+    """The rows of the calls and windows that changed since the last call (and forget they did); a call or window
+    the core dropped (one retention after it could change) is a tombstone, which compaction removes."""
+    rows = [(b"c" + SEP + k.encode(), _row(engine.calls.get(k))) for k in engine.dirty_calls]
+    rows += [(b"w" + SEP + q.encode() + SEP + b"%d" % ws, _row(engine.windows.get((q, ws))))
              for q, ws in engine.dirty_windows]
     engine.dirty_calls.clear()
     engine.dirty_windows.clear()
@@ -78,6 +83,8 @@ def hotline_rows(engine: Engine) -> list[Row]:
 def restore_hotline(engine: Engine, rows: Iterable[Row]) -> None:
     """Puts the hotline changelog's rows (calls and windows) into an engine."""
     for key, value in rows:
+        if value is None:
+            continue  # a tombstone not compacted yet: dropped
         kind, _, rest = key.partition(SEP)
         if kind == b"c":
             engine.calls[rest.decode()] = Call.decode(orjson.loads(value))
