@@ -46,7 +46,9 @@ class Ids:
     ``dedup_retention`` of event time (SPEC 1) and then forgotten, so the record stays bounded over years.
 
     One string ``" <code><id>~<hex occurred_at> <code><id>~<hex> ... "``, entries sorted by ``occurred_at`` so the
-    expired ones are always a prefix (pruning cuts it off without parsing the rest). The separators are printable:
+    expired ones are always a prefix (pruning cuts it off without parsing the rest). The instant is microseconds in
+    13 hex digits (until the year 2112), fixed width so that instants compare as text: the engine checks the newest
+    and the oldest entry on every event without parsing a number. The separators are printable:
     orjson writes a control character as six bytes (``\\u001f``), and these strings are most of a subscriber's
     row. ``key`` is delimited on both sides (a space before, ``~`` after) so one id never matches inside another.
     """
@@ -63,7 +65,7 @@ class Ids:
     @staticmethod
     def add(ids: str, key: str, at: int) -> str:
         """``ids`` with ``key`` applied at ``at``, kept in ``occurred_at`` order."""
-        entry = f"{key[1:]}{at:x} "
+        entry = f"{key[1:]}{at:013x} "
         if ids == " ":
             return " " + entry
         j = ids.rfind("~")
@@ -117,7 +119,7 @@ class Ids:
                 event_id = bytes.fromhex(event_id[1:]).decode("utf-8", "surrogatepass")
             if " " in event_id or "~" in event_id or event_id.startswith(ESC):
                 event_id = ESC + event_id.encode("utf-8", "surrogatepass").hex()
-            out.append(f"{code}{event_id}~{at:x} ")
+            out.append(f"{code}{event_id}~{at:013x} ")
         return "".join(out)
 
 
