@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         "earliest", description="where the worker starts reading a topic it has no committed offset for")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
     flush_every: int = Field(500, ge=1, description="events applied per partition before outputs are flushed")
+    max_buffered: int = Field(
+        10_000, ge=10, description="events a partition's event-time merge holds from one input topic-partition while "
+        "it waits on another; past it that topic-partition is paused until half of them are applied, so a skewed "
+        "backlog cannot grow the worker's memory without bound")
     topic_prefix: str = Field("", description="prefix of every topic name (namespaces a deployment or a test)")
     instance_id: str | None = Field(
         None, description="static group membership (Kafka group.instance.id): a stable, unique name per worker, e.g. "
