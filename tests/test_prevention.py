@@ -276,3 +276,14 @@ def test_a_row_of_an_unknown_format_is_refused():
         ElementEngine(THREE).load([("E1", {"v": 2, "open": {}})])
     with pytest.raises(StateFormatError, match="unknown"):
         ElementEngine(THREE).load([("E1", {"v": 1, "open": {}, "colour": "red"})])
+
+
+def test_the_demo_prints_an_incident_on_one_line():
+    from streams.demo import format_incident
+
+    recs = incidents([opened("A", 0), opened("B", 0), opened("C", 0), closed("A", H), closed("B", H),
+                      closed("C", H)])
+    lines = [format_incident(v) for v in recs]
+    assert lines[0].startswith("INCIDENT open") and "E1" in lines[0] and "3 customers" in lines[0]
+    assert "9.00 at stake" in lines[0] and iso(T0 + D) in lines[0]
+    assert lines[1].startswith("INCIDENT closed") and "at most 3 customers" in lines[1]
