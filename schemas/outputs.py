@@ -85,10 +85,9 @@ class Incident(BaseModel):
     opened_at: AwareDatetime | None = Field(None, description="the crossed_at of the incident's open record")
     at_stake_cents: int | None = Field(
         None, ge=0, description="open only: what the counted outages would earn at their first outage threshold, "
-        "summed, as known when each opened (0: none would earn)")
+        "summed over those whose threshold is still ahead, as known when each opened (0: none)")
     next_due: AwareDatetime | None = Field(
-        None, description="open only: the earliest first outage threshold among the counted outages that would "
-        "earn (null: none would)")
+        None, description="open only: the earliest of those thresholds still ahead (null: none)")
 
 
 class DeadLetter(_Out):

@@ -146,7 +146,9 @@ THREE = charter_with(incident={"min_customers": 3})
 
 
 def opened(cust: str, at: int, element: str = "E1", stake: int = 300, due: int | None = None) -> ElementChange:
-    return ElementChange(element, cust, True, T0 + at, stake, T0 + at + D if due is None else due)
+    if due is None and stake:
+        due = T0 + at + D  # an outage that would earn has a first threshold; one that would not, none
+    return ElementChange(element, cust, True, T0 + at, stake, due)
 
 
 def closed(cust: str, at: int, element: str = "E1") -> ElementChange:
@@ -175,6 +177,15 @@ def test_opens_when_the_count_reaches_min_customers():
     assert (r["charter"], r["opened_at"]) == ("alice-2007", iso(T0 + 2 * H))
     assert r["at_stake_cents"] == 300 + 2995 + 300  # the three counted when it opened
     assert inst(r["next_due"]) == 5 * H  # the earliest of their first thresholds
+
+
+def test_thresholds_already_passed_are_not_at_stake():
+    recs = incidents([opened("A", 0, due=T0 + H), opened("B", H, stake=2995, due=T0 + 2 * H),
+                      opened("C", 2 * H, stake=450, due=T0 + 9 * H)])
+    # A's threshold passed before the incident opened; B's falls due at that very instant, after it
+    assert (recs[0]["at_stake_cents"], inst(recs[0]["next_due"])) == (2995 + 450, 2 * H)
+    recs = incidents([opened("A", 0, due=T0 + H), opened("B", 0, stake=0), opened("C", 2 * H, stake=0)])
+    assert (recs[0]["at_stake_cents"], recs[0]["next_due"]) == (0, None)
 
 
 def test_closes_at_zero_with_the_highest_count():

@@ -154,9 +154,10 @@ class ElementEngine:
                                  "element_id": element_id, "status": status, "crossed_at": iso(at),
                                  "customers": customers, "charter": name, "opened_at": iso(el.opened_at)}
         if status == "open":
-            dues = [due for _stake, due in el.open.values() if due is not None]
-            value["at_stake_cents"] = sum(stake for stake, _due in el.open.values())
-            value["next_due"] = iso(min(dues)) if dues else None
+            # only first thresholds still ahead (a threshold at this very instant fires after it: SPEC 5)
+            ahead = [(stake, due) for stake, due in el.open.values() if due is not None and due >= at]
+            value["at_stake_cents"] = sum(stake for stake, _due in ahead)
+            value["next_due"] = iso(min(due for _stake, due in ahead)) if ahead else None
         return ("incident", element_id, value)
 
     # ------------------------------------------------------------------ state
