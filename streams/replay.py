@@ -41,7 +41,7 @@ def parse_line(line: bytes | str, lineno: int) -> tuple[str, Any] | Output:
 
 def replay(lines: Iterable[bytes | str], charter: Charter, until: int | None = None) -> Iterator[Output]:
     """Apply replay-file lines in order; yield every output record, dead letters included."""
-    engine, elements = Engine(charter), ElementEngine(charter)
+    engine, elements = Engine(charter, report_elements=True), ElementEngine(charter)
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -108,8 +108,6 @@ def whatif(lines: Iterable[bytes | str], charters: list[Charter], labels: list[s
         for engine, cost in pairs:
             outs = engine.advance(at)
             outs += engine.apply(topic, event, at)
-            if engine.element_changes:
-                engine.take_element_changes()  # incidents cost nothing: their changes are dropped, not kept
             if outs:
                 count(cost, outs)
     for engine, cost in pairs:

@@ -98,7 +98,7 @@ class TestOutageAtRisk:
 
 
 def engine_changes(lines: list[str], charter=ALICE) -> list[ElementChange]:
-    engine, changes = Engine(charter), []
+    engine, changes = Engine(charter, report_elements=True), []
     for i, text in enumerate(lines, start=1):
         topic, event = parse_line(text, i)
         engine.advance(to_us(event.occurred_at))
@@ -298,3 +298,11 @@ def test_the_demo_prints_an_incident_on_one_line():
     assert lines[0].startswith("INCIDENT open") and "E1" in lines[0] and "3 customers" in lines[0]
     assert "9.00 at stake" in lines[0] and iso(T0 + D) in lines[0]
     assert lines[1].startswith("INCIDENT closed") and "at most 3 customers" in lines[1]
+
+
+def test_an_engine_keeps_changes_only_for_a_caller_that_asked():
+    # the live worker drains nothing until it forwards changes: an engine it builds keeps none
+    engine = Engine(ALICE)
+    topic, event = parse_line(down("L", ts(0), element="E1"), 1)
+    engine.apply(topic, event)
+    assert engine.element_changes == [] and engine.subscribers["L"].out_element is None

@@ -346,7 +346,7 @@ def element_outages(draw) -> list[Ev]:
 
 def engine_changes(evs: list[Ev], charter: Charter) -> list:
     """The element changes one partition's engine reports for its events, in the order made."""
-    engine, changes = Engine(charter), []
+    engine, changes = Engine(charter, report_elements=True), []
     for i, text in enumerate(lines_of(evs), start=1):
         topic, event = parse_line(text, i)
         engine.advance(to_us(event.occurred_at))

@@ -91,7 +91,7 @@ def round_half_up_div(num: int, den: int) -> int:
 class Engine:
     """State, clock and deadlines of one partition (live) or of a whole replay."""
 
-    def __init__(self, charter: Charter, *, track_dirty: bool = False) -> None:
+    def __init__(self, charter: Charter, *, track_dirty: bool = False, report_elements: bool = False) -> None:
         self.charter = charter
         self.clock: int | None = None
         self.subscribers: dict[str, Subscriber] = {}
@@ -116,10 +116,10 @@ class Engine:
             self._tiers = [(t.after, t.credit_days) for t in c.outage.tiers]
             self._first_month = c.outage.first_month
             self._dpm = c.outage.days_per_month
-        # SPEC section 10: outage_at_risk alerts, and the element changes an ElementEngine counts (drained by the
-        # caller with take_element_changes; none are kept when the charter has no incident section)
+        # SPEC section 10: outage_at_risk alerts, and the element changes an ElementEngine counts. Only a caller
+        # that drains them (take_element_changes) asks for them, and only a charter with incidents makes them.
         self._risk_after = None if c.outage is None else c.outage.alert_after
-        self._elements = c.incident is not None
+        self._elements = report_elements and c.incident is not None
         self.element_changes: list[ElementChange] = []
         self._hotline = c.hotline is not None
         if c.hotline is not None:
