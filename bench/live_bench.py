@@ -77,7 +77,7 @@ CHARTER = ROOT / "bench" / "charters" / "bench-seconds.yaml"
 LOCAL_KAFKA = ROOT / "scripts" / "local-kafka"
 CUSTOMER_TOPICS = ("line-activation", "box-shipment", "service-status", "switch-claim")
 CEILING_OUT = "bench-ceiling-out"
-OUTPUT_TOPICS = ("compensation", "billing", "claim-decision", "hotline-breach", "hotline-kpi", "sla-alert",
+OUTPUT_TOPICS = ("compensation", "billing", "claim-decision", "hotline-breach", "hotline-kpi", "sla-alert", "incident",
                  "dead-letter")
 
 CEILING_MIN = 200_000

@@ -91,6 +91,8 @@ class BoxShipment(_CustomerEvent):
 class ServiceStatus(_CustomerEvent):
     service: Literal["internet", "telephony", "tv"]
     status: Literal["down", "up"]
+    element_id: str | None = Field(None, description="the network element serving the customer (a DSLAM, for "
+                                   "instance); read on the down that opens an outage (SPEC section 10)")
 
 
 class CallQueue(_Event):

@@ -80,6 +80,14 @@ class Incident(BaseModel):
         description="open: occurred_at of the down that brought the count to min_customers; closed: of the up that "
         "brought it back to 0")
     customers: int = Field(ge=1, description="open: the count then; closed: the highest count while it was open")
+    # Beyond the contract's fields, what a network operations centre needs to rank incidents (docs/contract.md).
+    charter: str | None = Field(None, description="the charter whose min_customers was reached")
+    opened_at: AwareDatetime | None = Field(None, description="the crossed_at of the incident's open record")
+    at_stake_cents: int | None = Field(
+        None, ge=0, description="open only: what the counted outages would earn at their first outage threshold, "
+        "summed over those whose threshold is still ahead, as known when each opened (0: none)")
+    next_due: AwareDatetime | None = Field(
+        None, description="open only: the earliest of those thresholds still ahead (null: none)")
 
 
 class DeadLetter(_Out):

@@ -68,6 +68,8 @@ class Outage(_Strict):
     tiers: list[Tier] = Field(min_length=1)
     first_month: Duration
     days_per_month: int = Field(gt=0)
+    # SPEC section 10: an outage_at_risk sla-alert this long after an outage's start (None: no such alert)
+    alert_after: Duration | None = None
 
     @model_validator(mode="after")
     def _increasing(self) -> Outage:
@@ -75,6 +77,12 @@ class Outage(_Strict):
             if b.after <= a.after or b.credit_days <= a.credit_days:
                 raise ValueError("outage.tiers must grow: each tier later and with more credit_days (cumulative)")
         return self
+
+
+class IncidentSection(_Strict):
+    """SPEC section 10: an element with this many customers out at once opens an incident."""
+
+    min_customers: int = Field(ge=1)
 
 
 class Hotline(_Strict):
@@ -134,6 +142,7 @@ class Charter(_Strict):
     installation: Installation | None = None
     outage: Outage | None = None
     hotline: Hotline | None = None
+    incident: IncidentSection | None = None
     # Per-day accrual rules (SPEC section 9), counted in local days of `timezone`, working days of `calendar`.
     timezone: Annotated[str | None, AfterValidator(_check_timezone)] = None
     calendar: Annotated[str | None, AfterValidator(_check_calendar)] = None

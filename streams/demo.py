@@ -45,14 +45,29 @@ def _wait_ready(log: Path, proc: subprocess.Popen, port: int, timeout: float = 1
     raise SystemExit(f"the worker did not become ready in {timeout:.0f} s; see {log}")
 
 
+def format_incident(v: dict) -> str:
+    """One line for an ``incident`` record: an element failing is the demo's most visible event."""
+    if v["status"] == "open":
+        due = f", first compensation due {v['next_due']}" if v.get("next_due") else ""
+        stake = f"; {v['at_stake_cents'] / 100:,.2f} at stake" if v.get("at_stake_cents") is not None else ""
+        return (f"INCIDENT open    element {v['element_id']}: {v['customers']} customers out at "
+                f"{v['crossed_at']}{stake}{due}")
+    return (f"INCIDENT closed  element {v['element_id']}: back at {v['crossed_at']}, at most {v['customers']} "
+            "customers out")
+
+
 async def _show(settings: Settings, prefix: str) -> None:
-    consumer = AIOKafkaConsumer(prefix + "compensation", prefix + "sla-alert", **client_options(settings),
+    consumer = AIOKafkaConsumer(prefix + "compensation", prefix + "sla-alert", prefix + "incident",
+                                **client_options(settings),
                                 group_id=None, auto_offset_reset="earliest", isolation_level="read_committed")
     await start_client(consumer, settings)
     total = 0
     try:
         async for m in consumer:
             v = orjson.loads(m.value)
+            if m.topic.endswith("incident"):
+                print(format_incident(v), flush=True)
+                continue
             if m.topic.endswith("sla-alert"):
                 print(f"alert         {v['customer_id']:<10} {v['alert']:<18} crossed {v['crossed_at']}", flush=True)
                 continue

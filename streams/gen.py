@@ -10,8 +10,13 @@ order: the same arguments always give the same stream. What it simulates, over `
 - legacy customers (the rest): no order at all, they only show up in outages, calls and claims;
 - outages of internet/telephony/tv, single or overlapping services, lengths spread around the 24 h, 72 h and
   168 h thresholds (a few exactly on them), repeated ``down``/``up`` messages, a few never repaired;
-- a network element failure (``mass_outage``): a contiguous block of customers goes down within the same
-  minute and comes back 26 to 50 hours later, most within a quarter of an hour of the repair;
+- network elements: customers are served by elements (DSLAMs) of 60 to 200 consecutive customers. The network
+  monitoring names the ``element_id`` on the ``service-status`` events of an element failure (below); a fault of
+  one line is reported without it. (Were every outage named, the generator's many single-line outages would keep
+  each element's count of customers out above zero for the whole run, and no incident would ever close.)
+- network element failures (``mass_outage``, one every 30 days): every customer of one or more whole elements goes
+  down within the same minute and comes back 26 to 50 hours later, most within a quarter of an hour of the repair (an
+  ``incident`` under a charter with ``incident.min_customers`` up to 60);
 - switch claims from new customers, with or without proof, fees above and below the 9900 cap, repeats;
 - hotline calls in the ``technical``, ``billing`` and ``sales`` queues, daytime-weighted, waits around the
   180 s promise (a few exactly at it), abandoned calls, calls never settled, answers for unknown calls;
@@ -71,7 +76,9 @@ TOPICS = (LA, BS, SS, CQ, SC, AP)
 NEW_SHARE = 0.30  # at most this share of subscribers are new customers (the rest are legacy)
 ONBOARD_BUDGET, MASS_BUDGET, CALL_BUDGET = 0.22, 0.05, 0.35
 EVENTS_PER_ONBOARDING, EVENTS_PER_MASS_CUSTOMER, EVENTS_PER_CALL, EVENTS_PER_OUTAGE = 6.8, 4.6, 1.97, 2.74
-MASS_BLOCK_SHARE = 0.10  # the failing network element serves at most this share of subscribers
+MASS_BLOCK_SHARE = 0.10  # the failing network elements serve about this share of subscribers (one at least)
+ELEMENT_MIN, ELEMENT_MAX = 60, 200  # customers per network element
+MASS_EVERY = 30 * DAY  # a long run has an element failure every 30 days
 ONBOARD_WINDOW = 0.6  # new customers order during the first 60 % of the horizon, so most deadlines play out
 
 # (offset in seconds, suffix), cumulative weights: the source systems do not agree on a time zone.
@@ -144,6 +151,12 @@ class _Generator:
         self.disorder = disorder
         self.duplicates = duplicates
         self.cids = [f"C{i:07d}" for i in range(subscribers)]
+        # the element layout has a random stream of its own: it changes no other draw
+        layout, self.element_starts = random.Random(f"{seed}/elements"), []
+        at = 0
+        while at < subscribers:
+            self.element_starts.append(at)
+            at += layout.randint(ELEMENT_MIN, ELEMENT_MAX)
         self.heap: list[tuple[int, int, int, str, dict[str, Any], int]] = []
         self.seq = 0
         self.ids = 0
@@ -155,6 +168,13 @@ class _Generator:
         self.n_new = min(round(NEW_SHARE * subscribers), round(ONBOARD_BUDGET * budget / EVENTS_PER_ONBOARDING))
         self.block = (min(round(MASS_BLOCK_SHARE * subscribers), round(MASS_BUDGET * budget / EVENTS_PER_MASS_CUSTOMER))
                       if mass_outage else 0)
+        # which elements fail: drawn from the layout's stream; the first failure's whole elements are known now, so
+        # that the traffic is sized with their real count of customers
+        self.failing: list[range] = []
+        if self.block:
+            self.failing.append(self._whole_elements(layout.randrange(self.n - self.block + 1), self.block))
+            self.block = len(self.failing[0])
+        self.layout = layout
         if hotline_calls_per_hour is None:
             n_calls = CALL_BUDGET * budget / EVENTS_PER_CALL
         else:
@@ -248,9 +268,15 @@ class _Generator:
             yield t, kind, rng.randrange(self.n)
 
     def _mass(self) -> Iterator[tuple[float, int, int]]:
+        """Element failures: the first 45 % into the horizon (of 30 days at most), then one every 30 days."""
         if self.block:
-            day = math.floor(0.45 * self.horizon / DAY)
-            yield day * DAY + 12 * HOUR + 7 * MINUTE, 3, self.rng.randrange(self.n - self.block + 1)
+            day, k = math.floor(0.45 * min(self.horizon, MASS_EVERY) / DAY), 0
+            while day * DAY < self.end:
+                if k == len(self.failing):
+                    self.failing.append(self._whole_elements(self.layout.randrange(self.n - self.block + 1),
+                                                             self.block))
+                yield day * DAY + 12 * HOUR + 7 * MINUTE, 3, k
+                day, k = day + MASS_EVERY // DAY, k + 1
 
     # ------------------------------------------------------------------ scenarios
 
@@ -372,15 +398,28 @@ class _Generator:
                 if r() < 0.02:
                     self.push(up + rng.uniform(1, 900), SS, self._status(cid, service, "up"))
 
-    def _status(self, cid: str, service: str, status: str) -> dict[str, Any]:
-        return {"event_id": self._id(SS), "occurred_at": None, "customer_id": cid, "service": service,
-                "status": status}
+    def _status(self, cid: str, service: str, status: str, element: bool = False) -> dict[str, Any]:
+        value = {"event_id": self._id(SS), "occurred_at": None, "customer_id": cid, "service": service,
+                 "status": status}
+        if element:
+            value["element_id"] = self._element(int(cid[1:]))
+        return value
 
-    def mass_outage(self, t: float, first: int) -> None:
-        """A DSLAM fails: its whole block goes down within the same minute and comes back after the repair."""
+    def _element(self, idx: int) -> str:
+        return f"E{bisect(self.element_starts, idx) - 1:05d}"
+
+    def _whole_elements(self, first: int, size: int) -> range:
+        """The customers of the elements serving customers ``first`` to ``first + size - 1``: whole elements."""
+        starts = self.element_starts
+        lo = starts[bisect(starts, first) - 1]
+        j = bisect(starts, min(first + size, self.n) - 1)
+        return range(lo, starts[j] if j < len(starts) else self.n)
+
+    def mass_outage(self, t: float, k: int) -> None:
+        """DSLAMs fail: all their customers go down within the same minute and come back after the repair."""
         rng, r = self.rng, self.rng.random
         repair = t + rng.uniform(26 * HOUR, 50 * HOUR)
-        for idx in range(first, first + self.block):
+        for idx in self.failing[k]:
             cid = self.cids[idx]
             services = ["internet"]
             if r() < 0.9:
@@ -389,8 +428,8 @@ class _Generator:
                 services.append("tv")
             back = repair + (rng.uniform(0, 900) if r() < 0.97 else rng.uniform(HOUR, 30 * HOUR))  # some reboot
             for service in services:
-                self.push(t + rng.uniform(0, 52), SS, self._status(cid, service, "down"))
-                self.push(back + rng.uniform(0, 30), SS, self._status(cid, service, "up"))
+                self.push(t + rng.uniform(0, 52), SS, self._status(cid, service, "down", True))
+                self.push(back + rng.uniform(0, 30), SS, self._status(cid, service, "up", True))
 
     def _date(self, t: float) -> str:
         """The calendar date (UTC) of simulated second ``t``."""

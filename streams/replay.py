@@ -2,6 +2,7 @@
 
 Lines are applied in file order under the event-time clock: before each event the clock moves up to its
 ``occurred_at`` and due deadlines fire; at the end every deadline D with D + grace <= ``until`` fires.
+The element changes of the customers' engine go, in the same order, to one ``ElementEngine`` (SPEC section 10).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from schemas.inputs import KEY_FIELD
 from streams.charter import Charter
-from streams.core import Engine, Output, to_us
+from streams.core import ElementEngine, Engine, Output, to_us
 from streams.records import dead_letter, decode_event, describe_error, stamp
 
 
@@ -40,7 +41,7 @@ def parse_line(line: bytes | str, lineno: int) -> tuple[str, Any] | Output:
 
 def replay(lines: Iterable[bytes | str], charter: Charter, until: int | None = None) -> Iterator[Output]:
     """Apply replay-file lines in order; yield every output record, dead letters included."""
-    engine = Engine(charter)
+    engine, elements = Engine(charter, report_elements=True), ElementEngine(charter)
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -52,10 +53,14 @@ def replay(lines: Iterable[bytes | str], charter: Charter, until: int | None = N
         at = to_us(event.occurred_at)
         for o in engine.advance(at):
             yield stamp(o)
+        yield from elements.advance(at)
         for o in engine.apply(topic, event, at):
             yield stamp(o)
+        if engine.element_changes:
+            yield from elements.feed_all(engine.take_element_changes())
     for o in engine.finish(until):
         yield stamp(o)
+    yield from elements.flush()
 
 
 def format_record(out: Output) -> bytes:

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         512 * 1024, ge=1024, description="largest state row written to a changelog, in bytes: below the topic's "
         "max.message.bytes (1 MB by default), so a write is never refused. A larger row loses its oldest history "
         "(event ids first) and a warning is logged")
+    max_buffered: int = Field(
+        10_000, ge=10, description="events a partition's event-time merge holds from one input topic-partition while "
+        "it waits on another; past it that topic-partition is paused until half of them are applied, so a skewed "
+        "backlog cannot grow the worker's memory without bound")
     topic_prefix: str = Field("", description="prefix of every topic name (namespaces a deployment or a test)")
     instance_id: str | None = Field(
         None, description="static group membership (Kafka group.instance.id): a stable, unique name per worker, e.g. "

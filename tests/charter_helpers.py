@@ -139,17 +139,19 @@ def decoder(cust: str, at: str, eid: str | None = None) -> str:
     return box(cust, at, "tv_decoder", "delivered", eid)
 
 
-def status(cust: str, at: str, service: str, st: str, eid: str | None = None) -> str:
-    return line("service-status", {"event_id": _eid(eid), "customer_id": cust, "service": service, "status": st,
-                                   "occurred_at": at})
+def status(cust: str, at: str, service: str, st: str, eid: str | None = None, element: str | None = None) -> str:
+    value = {"event_id": _eid(eid), "customer_id": cust, "service": service, "status": st, "occurred_at": at}
+    if element is not None:
+        value["element_id"] = element
+    return line("service-status", value)
 
 
-def down(cust: str, at: str, service: str = "internet", eid: str | None = None) -> str:
-    return status(cust, at, service, "down", eid)
+def down(cust: str, at: str, service: str = "internet", eid: str | None = None, element: str | None = None) -> str:
+    return status(cust, at, service, "down", eid, element)
 
 
-def up(cust: str, at: str, service: str = "internet", eid: str | None = None) -> str:
-    return status(cust, at, service, "up", eid)
+def up(cust: str, at: str, service: str = "internet", eid: str | None = None, element: str | None = None) -> str:
+    return status(cust, at, service, "up", eid, element)
 
 
 def call(call_id: str, at: str, typ: str, queue: str = "technical", customer: str | None = None,
@@ -272,6 +274,11 @@ class Knobs:
     @property
     def tiers(self) -> list[int]:
         return [t.after for t in self.charter.outage.tiers]
+
+    @property
+    def risk(self) -> int:
+        """outage.alert_after (SPEC section 10)."""
+        return self.charter.outage.alert_after
 
     @property
     def first_month(self) -> int:

@@ -57,6 +57,13 @@ class View:
         self.fetched_ms: dict[TP, int] = {}
         self.committed_offsets: dict[TP, int] = {}
         self.rejoins = 0  # rebalances asked for
+        self.flow: list[tuple[str, TP]] = []  # ("pause" | "resume", tp), in order
+
+    def pause(self, tp: TP) -> None:
+        self.flow.append(("pause", tp))
+
+    def resume(self, tp: TP) -> None:
+        self.flow.append(("resume", tp))
 
     def request_rejoin(self) -> None:
         self.rejoins += 1

@@ -39,13 +39,30 @@ def test_shipped_charter_has_the_spec_values():
     assert c.hotline.window == 15 * 60 * US
 
 
-def test_shipped_file_is_the_spec_text():
-    spec = Path(__file__).resolve().parents[1].parent / "shared" / "SPEC.md"
-    if not spec.is_file():
-        pytest.skip("SPEC.md not beside the repository")
-    block = spec.read_text(encoding="utf-8").split("The shipped `alice-2007` charter is:")[1]
-    block = block.split("```yaml")[1].split("```")[0]
-    assert yaml.safe_load(block) == shipped()
+def test_shipped_file_is_the_conformance_charter():
+    """SPEC section 7: with section 10 implemented, the shipped charter is the whole file of the conformance set."""
+    whole = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "v2" / "alice-2007.yaml"
+    if not whole.is_file():
+        pytest.skip("conformance/v2/alice-2007.yaml not beside the repository")
+    assert yaml.safe_load(whole.read_text(encoding="utf-8")) == shipped()
+
+
+def test_shipped_charter_has_the_prevention_settings():
+    c = load_charter()
+    assert c.outage.alert_after == 20 * 3600 * US
+    assert c.incident.min_customers == 50
+
+
+def test_prevention_settings_are_optional_and_checked():
+    data = shipped()
+    del data["outage"]["alert_after"]
+    del data["incident"]
+    c = parse_charter(yaml.safe_dump(data))
+    assert c.outage.alert_after is None and c.incident is None
+    with pytest.raises(CharterError, match=r"incident\.min_customers"):
+        parse_charter(_with(("incident", "min_customers"), 0))
+    with pytest.raises(CharterError, match=r"outage\.alert_after"):
+        parse_charter(_with(("outage", "alert_after"), "20"))
 
 
 @pytest.mark.parametrize(("text", "us"), [

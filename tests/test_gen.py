@@ -184,3 +184,18 @@ def test_replay_of_a_generated_file_exercises_every_per_day_rule(records):
         assert topic == "compensation", value
         seen[value["rule"]] += 1
     assert seen["delayed_repair"] > 0 and seen["delayed_provision"] > 0 and seen["missed_appointment"] > 0, seen
+
+
+def test_an_element_failure_is_an_incident_opened_and_closed():
+    """SPEC section 10: the failing DSLAMs' customers all go down with their element_id, then come back."""
+    recs = list(generate(2000, 20000, seed=1))
+    named = [r for r in recs if r["topic"] == "service-status" and "element_id" in r["value"]]
+    assert named and all(r["value"]["element_id"].startswith("E") for r in named)
+    per_element = collections.Counter(r["value"]["element_id"] for r in named if r["value"]["status"] == "down")
+    assert all(n >= 60 for n in per_element.values())  # whole elements fail
+    incidents = [v for topic, _key, v in replay([orjson.dumps(r) for r in recs], load_charter())
+                 if topic == "incident"]
+    opened = {v["incident_id"] for v in incidents if v["status"] == "open"}
+    closed = {v["incident_id"] for v in incidents if v["status"] == "closed"}
+    assert opened and closed and closed <= opened
+    assert all(v["customers"] == 50 for v in incidents if v["status"] == "open")

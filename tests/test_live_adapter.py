@@ -161,6 +161,31 @@ def test_a_failed_transaction_parks_the_partition_and_asks_for_a_rebalance():
     assert [o for _, t, o in d.kinds("ack") if t == PREFIX + "switch-claim"] == [0, 1]
 
 
+def test_a_source_flooding_a_waiting_merge_is_paused_until_half_of_it_is_applied():
+    """The merge waits on a topic-partition that is behind (order-placed) while another (switch-claim) floods it:
+    the flooding one is paused at CHARTER_MAX_BUFFERED events held, resumed once the merge has applied them."""
+    waiting = TP(PREFIX + "order-placed", 0)
+    flooding = TP(PREFIX + "switch-claim", 0)
+
+    async def scenario():
+        d = Driver(max_buffered=10)
+        d.quiet(0)
+        d.view.hw[waiting] = 3  # three order-placed messages appended, none received: the merge must wait
+        await d.run_main([d.message("switch-claim", 0, claim(f"e{i}", customer=f"C{i}")) for i in range(25)])
+        held = d.live.tasks.main[0].task.merger.buffered(flooding)
+        flow_while_waiting = list(d.view.flow)
+        d.view.hw[waiting] = 0  # caught up (nothing there after all)
+        await d.run_main([d.tick(0)])
+        return d, held, flow_while_waiting
+
+    d, held, flow_while_waiting = run(scenario())
+    assert held == 25, "the merge applied claims while an earlier order could still arrive"
+    assert flow_while_waiting == [("pause", flooding)]
+    assert d.view.flow == [("pause", flooding), ("resume", flooding)]
+    assert d.live.tasks.main[0].task.merger.buffered(flooding) == 0
+    assert len([e for e in d.kinds("ack") if e[1] == PREFIX + "switch-claim"]) == 25
+
+
 def test_a_rebalance_during_a_changelog_read_leaves_no_task_behind():
     async def scenario():
         d = Driver()

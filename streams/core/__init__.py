@@ -4,7 +4,9 @@ Nothing here imports Faust or talks to Kafka. Adapters (``streams.replay``, ``st
 events and clock advances and publish what it returns.
 """
 
+from streams.core.changes import ElementChange
+from streams.core.elements import ElementEngine
 from streams.core.engine import Engine, Output
 from streams.core.timeutil import iso, to_us
 
-__all__ = ["Engine", "Output", "iso", "to_us"]
+__all__ = ["ElementChange", "ElementEngine", "Engine", "Output", "iso", "to_us"]

@@ -10,3 +10,4 @@ from __future__ import annotations
 # key: the customer id, except K_BREACH (call id), K_KPI ((queue, window start)), K_APPOINTMENT ((customer id,
 # appointment id)). Keys are compared only between entries of the same kind.
 K_ALERT, K_LATE, K_OUTAGE, K_BREACH, K_KPI, K_REPAIR, K_PROVISION, K_APPOINTMENT = range(8)
+K_RISK = 8  # SPEC section 10's outage_at_risk (appended: the numbers of the kinds above are unchanged)

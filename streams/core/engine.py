@@ -31,7 +31,18 @@ from schemas.inputs import (
     SwitchClaim,
 )
 from streams.charter import Charter
-from streams.core.deadlines import K_ALERT, K_APPOINTMENT, K_BREACH, K_KPI, K_LATE, K_OUTAGE, K_PROVISION, K_REPAIR
+from streams.core.changes import ElementChange
+from streams.core.deadlines import (
+    K_ALERT,
+    K_APPOINTMENT,
+    K_BREACH,
+    K_KPI,
+    K_LATE,
+    K_OUTAGE,
+    K_PROVISION,
+    K_REPAIR,
+    K_RISK,
+)
 from streams.core.localdays import LocalDays
 from streams.core.state import (
     APPT_ATTEND_AT,
@@ -81,7 +92,7 @@ def round_half_up_div(num: int, den: int) -> int:
 class Engine:
     """State, clock and deadlines of one partition (live) or of a whole replay."""
 
-    def __init__(self, charter: Charter, *, track_dirty: bool = False) -> None:
+    def __init__(self, charter: Charter, *, track_dirty: bool = False, report_elements: bool = False) -> None:
         self.charter = charter
         self.clock: int | None = None
         self.subscribers: dict[str, Subscriber] = {}
@@ -112,6 +123,11 @@ class Engine:
             self._tiers = [(t.after, t.credit_days) for t in c.outage.tiers]
             self._first_month = c.outage.first_month
             self._dpm = c.outage.days_per_month
+        # SPEC section 10: outage_at_risk alerts, and the element changes an ElementEngine counts. Only a caller
+        # that drains them (take_element_changes) asks for them, and only a charter with incidents makes them.
+        self._risk_after = None if c.outage is None else c.outage.alert_after
+        self._elements = report_elements and c.incident is not None
+        self.element_changes: list[ElementChange] = []
         self._hotline = c.hotline is not None
         if c.hotline is not None:
             self._answer_within = c.hotline.answer_within
@@ -135,7 +151,7 @@ class Engine:
         }
         # indexed by deadline kind (streams/core/deadlines.py)
         self._fire_kind = (self._fire_alert, self._fire_late, self._fire_outage, self._fire_breach, self._fire_kpi,
-                           self._fire_repair, self._fire_provision, self._fire_appointment)
+                           self._fire_repair, self._fire_provision, self._fire_appointment, self._fire_risk)
 
     # ------------------------------------------------------------------ time
 
@@ -176,6 +192,11 @@ class Engine:
         self._hot_expiry = expiry
         latest = [max(c.queued_at, c.settled_at or c.queued_at) for c in self.calls.values()]
         self._hot_latest = max(latest) if latest else None
+
+    def take_element_changes(self) -> list[ElementChange]:
+        """The element changes made since the last call, in the order made (SPEC section 10), and forget them."""
+        changes, self.element_changes = self.element_changes, []
+        return changes
 
     def _arm(self, due: int, kind: int, key: Any) -> None:
         heapq.heappush(self._heap, (due, kind, key))
@@ -380,6 +401,13 @@ class Engine:
                 if self._outage:
                     sub.out_due = at + self._tiers[0][0]
                     self._arm(sub.out_due, K_OUTAGE, key)
+                if self._risk_after is not None:
+                    sub.risk_due = at + self._risk_after
+                    self._arm(sub.risk_due, K_RISK, key)
+                if self._elements and ev.element_id:  # an outage opened without an element counts for none
+                    sub.out_element = ev.element_id
+                    stake, due = self._first_stake(sub, at)
+                    self.element_changes.append(ElementChange(ev.element_id, key, True, at, stake, due))
                 if self._repair is not None:  # rule 6: the working days after the start's day are allowed
                     days = self._days
                     sub.rep_day = 1
@@ -396,13 +424,17 @@ class Engine:
                 # A threshold passed while the outage was still open is owed even if it has not fired yet (it
                 # can only be pending here under grace_seconds > 0: grace delays a deadline, never a decision).
                 while True:
-                    pending = [(d, k) for d, k in ((sub.out_due, K_OUTAGE), (sub.rep_due, K_REPAIR))
+                    pending = [(d, k) for d, k in ((sub.out_due, K_OUTAGE), (sub.rep_due, K_REPAIR),
+                                                   (sub.risk_due, K_RISK))
                                if d is not None and d < at]
                     if not pending:
                         break
                     due, kind = min(pending)
                     self._fire_kind[kind](due, key, out)
+                if sub.out_element is not None:
+                    self.element_changes.append(ElementChange(sub.out_element, key, False, at))
                 sub.out_start = sub.out_start_id = sub.out_due = sub.rep_due = sub.rep_day = None
+                sub.risk_due = sub.out_element = None
                 sub.out_services = 0
                 sub.out_tier = 0
 
@@ -443,6 +475,27 @@ class Engine:
         if tier + 1 < len(self._tiers):
             sub.out_due = start + self._tiers[tier + 1][0]
             self._arm(sub.out_due, K_OUTAGE, key)
+
+    def _fire_risk(self, due: int, key: str, out: list[Output]) -> None:
+        """SPEC section 10: an outage still open at start + alert_after, of a kind that would earn, is at risk."""
+        sub = self.subscribers.get(key)
+        if sub is None or sub.risk_due != due:
+            return
+        sub.risk_due = None
+        self._dirty_sub(key)
+        if self._outage_earns(sub, sub.out_start):
+            out.append(("sla-alert", key, {"alert": "outage_at_risk", "customer_id": key, "crossed_at": iso(due)}))
+
+    def _first_stake(self, sub: Subscriber, start: int) -> tuple[int, int | None]:
+        """What an outage starting at ``start`` would earn at its first threshold, and when: the incident's
+        at_stake_cents and next_due (an estimate: a cancellation read later may still void it)."""
+        if not self._outage or not self._outage_earns(sub, start):
+            return 0, None
+        due = start + self._tiers[0][0]
+        if (not sub.first_month_given and sub.billing_at is not None
+                and 0 <= start - sub.billing_at < self._first_month):
+            return self._fee(sub), due
+        return round_half_up_div(self._fee(sub) * self._tiers[0][1], self._dpm), due
 
     @classmethod
     def _outage_earns(cls, sub: Subscriber, start: int) -> bool:

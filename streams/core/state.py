@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from streams.core.deadlines import K_ALERT, K_APPOINTMENT, K_LATE, K_OUTAGE, K_PROVISION, K_REPAIR
+from streams.core.deadlines import K_ALERT, K_APPOINTMENT, K_LATE, K_OUTAGE, K_PROVISION, K_REPAIR, K_RISK
 
 # Service bit masks: the set of services down is one small int.
 SERVICE_BIT = {"internet": 1, "telephony": 2, "tv": 4}
@@ -215,6 +215,8 @@ class Subscriber(_Record):
         "prov_due", "prov_day", "prov_id",
         # rule 8: appointment id -> Appt list, or APPT_DONE once decided (None: no appointment)
         "appts",
+        # SPEC 10 (the open outage above): the outage_at_risk deadline, and the element of the down that opened it
+        "risk_due", "out_element",
     )
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "seen": SEP, "ids": Ids.EMPTY, "forgot_before": None, "fee": None, "zone": None, "tv": None,
@@ -223,7 +225,7 @@ class Subscriber(_Record):
         "alert_due": None, "late_due": None, "refund_granted": False, "billing_at": None, "down": 0,
         "out_start": None, "out_start_id": None, "out_services": 0, "out_tier": 0, "out_due": None,
         "out_last": None, "rep_due": None, "rep_day": None, "prov_due": None, "prov_day": None, "prov_id": None,
-        "appts": None,
+        "appts": None, "risk_due": None, "out_element": None,
     }
     V1_SLOTS = (
         "seen", "fee", "zone", "tv", "order_at", "order_id", "confirmed_at", "confirmed_id", "active_at", "active_id",
@@ -251,6 +253,7 @@ class Subscriber(_Record):
         self.rep_due = self.rep_day = None
         self.prov_due = self.prov_day = self.prov_id = None
         self.appts = None
+        self.risk_due = self.out_element = None
 
     def deadlines(self, key: str) -> list[tuple[int, int, Any]]:
         """Heap entries ``(due, kind, key)`` of every armed deadline, to rebuild a heap from stored state."""
@@ -265,6 +268,8 @@ class Subscriber(_Record):
             out.append((self.rep_due, K_REPAIR, key))
         if self.prov_due is not None:
             out.append((self.prov_due, K_PROVISION, key))
+        if self.risk_due is not None:
+            out.append((self.risk_due, K_RISK, key))
         if self.appts:
             for appt_id, a in self.appts.items():
                 if a != APPT_DONE and a[APPT_DUE] is not None:

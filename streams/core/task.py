@@ -40,6 +40,11 @@ class Merger:
     def __len__(self) -> int:
         return sum(len(b) for b in self._buffers.values())
 
+    def buffered(self, source: Hashable) -> int:
+        """Records of ``source`` waiting in its buffer."""
+        buf = self._buffers.get(source)
+        return len(buf) if buf is not None else 0
+
     def pop_ready(self, read_until: Mapping[Hashable, int | None], now: int | None = None,
                   slack: int = 1_000_000) -> list[tuple[int, Any]]:
         """Pop, in merged order, every record that may be applied now.

@@ -117,6 +117,7 @@ class Live:
         self.tasks = Tasks(settings, charter, self.sink, exactly_once=self.eos, metrics=self.metrics,
                            lag=self._lag, rejoin=lambda: self.view.request_rejoin())
         self.joined = False  # an assignment was received since the last revoke
+        self.paused: set[TP] = set()  # input topic-partitions we paused: their merge buffer is full
         self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
         self.hotline_wm: dict[int, int] = {}
         self._unprefixed: dict[str, str] = {}
@@ -135,6 +136,7 @@ class Live:
     async def _on_revoked(self, app: faust.App, revoked: Iterable[TP], **kwargs: Any) -> None:
         """Forget every task and every read progress, whatever ``revoked`` lists (tasks.Tasks.revoke)."""
         self.joined = False
+        self.paused.clear()  # faust forgets the pauses of revoked partitions itself
         self.progress.clear()
         self.metrics.forget_partitions()
         await self.tasks.revoke()
@@ -230,12 +232,28 @@ class Live:
             # throughput comes from. (Counting what is buffered instead would step on every event while a
             # blocked merge holds many.)
             lt.pushed += 1
+            if lt.task.merger.buffered(tp) >= self.settings.max_buffered and tp not in self.paused:
+                self._pause(tp)
             if lt.pushed >= self.settings.flush_every:
                 await self._step_main(p, lt)
 
     async def _step_main(self, p: int, lt: Any) -> None:
         read_until = {tp: self.progress.read_until(tp) for tp in (TP(t, p) for t in self.customer_names)}
         await self.tasks.step(lt, read_until, time.time_ns() // 1000)
+        if self.paused:
+            low = self.settings.max_buffered // 2
+            for tp in [tp for tp in self.paused if tp.partition == p and lt.task.merger.buffered(tp) <= low]:
+                self.paused.discard(tp)
+                self.view.resume(tp)
+                log.info("%s resumed: its merge buffer is down to half", tp)
+
+    def _pause(self, tp: TP) -> None:
+        """The merge holds ``max_buffered`` events of ``tp`` while it waits on another of the partition's sources
+        (a skewed backlog): fetch no more of it until half of them are applied (Quix Streams pauses the same way)."""
+        self.paused.add(tp)
+        self.view.pause(tp)
+        self.metrics.pauses.inc()
+        log.info("%s paused: %d events wait in its merge buffer for another source", tp, self.settings.max_buffered)
 
     async def _forward_agent(self, stream: Any) -> None:
         # In batches: take_events acks a batch only after this body, which awaits every send's delivery.

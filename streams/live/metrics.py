@@ -43,7 +43,9 @@ class Metrics:
         self.load_seconds = Histogram("charter_state_load_seconds", "time to load a partition's state from its "
                                       "changelog", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), **kw)
         self.transactions_failed = Counter("charter_transactions_failed", "exactly-once transactions that failed "
-                                           "(fenced or not); the partition is parked until the next rebalance", **kw)
+                                           "(fenced or not); the partition is parked and a rebalance asked for", **kw)
+        self.pauses = Counter("charter_merge_pauses", "input topic-partitions paused because the event-time merge "
+                              "held CHARTER_MAX_BUFFERED of their events while waiting on another", **kw)
         self._kpi_close_s = (charter.hotline.answer_within / 1e6) if charter.hotline is not None else 0.0
 
     def written(self, outputs: list[Output], now_s: float) -> None:

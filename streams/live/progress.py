@@ -9,6 +9,7 @@ Read against faust-streaming 0.15.3 and aiokafka 0.14.0 (the range pinned in pyp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -72,6 +73,29 @@ class ConsumerView:
         assignment may reach the agent before it (the exactly-once crash test failed once on such a version)."""
         consumer = self._aiokafka()
         return not consumer._subscription.reassignment_in_progress and tp in consumer.assignment()
+
+    def pause(self, tp: Any) -> None:
+        """Stop fetching ``tp`` until ``resume`` (a rebalance forgets it).
+
+        aiokafka's pause, not faust's ``pause_partitions``: faust 0.15.3 drops the records of a partition it no
+        longer counts as active from a batch it already took from aiokafka, whose position has moved past them, so
+        they would never come (a skewed-backlog test stalled on that gap; its ``resume_partitions`` also crashed the
+        fetcher). aiokafka keeps the position of a paused partition and fetches from it again after the resume."""
+        self._in_consumer_thread(self._aiokafka().pause, tp)
+
+    def resume(self, tp: Any) -> None:
+        self._in_consumer_thread(self._aiokafka().resume, tp)
+
+    def _in_consumer_thread(self, method: Any, tp: Any) -> None:
+        from aiokafka import TopicPartition
+        from aiokafka.errors import IllegalStateError
+
+        def call() -> None:
+            # no longer assigned: a rebalance came first, and reset the pause anyway
+            with contextlib.suppress(IllegalStateError):
+                method(TopicPartition(tp.topic, tp.partition))
+
+        self._app.consumer._thread.thread_loop.call_soon_threadsafe(call)
 
     def request_rejoin(self) -> None:
         """Ask for a rebalance of the group (as a new member's join would).

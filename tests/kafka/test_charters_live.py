@@ -108,3 +108,33 @@ def test_appointments_with_two_workers_over_eight_partitions(deployment):
     assert len(ids) == 36
     assert {v["rule"] for t, _, v in out if t == "compensation"} == {"missed_appointment"}
     assert a.alive() and b.alive()
+
+
+def test_a_skewed_backlog_pauses_the_source_that_floods_the_merge(deployment):
+    """Eight days of alice-2007 traffic published before the worker starts, all on one partition: a fetch of a sparse
+    topic (line-activation) brings days of it at once, while the merge applies the dense service-status day by day.
+    With CHARTER_MAX_BUFFERED=300 the sparse topic-partition is paused instead of held whole, resumed as the merge
+    reaches it, and the outputs are still replay's."""
+    dep = deployment(partitions=1, charter="alice-2007", CHARTER_MAX_BUFFERED="300")
+    ensure_topics(settings_from_env(dep.env, create_topics=True))
+    start = (datetime.now(UTC) - timedelta(days=9)).replace(microsecond=0)
+    records = list(generate(1500, seed=7, start=start, days=8))
+    publish_records(dep, records, realtime=False)
+    lines = lines_of(records)
+    reader = OutputReader(dep)
+    try:
+        worker = dep.worker().start()
+
+        def expected():
+            return expected_outputs(lines, dep.charter, to_us(datetime.now(UTC)))
+
+        try:
+            wait_for(lambda: normalize(reader.snapshot()) == expected(), 180, "live outputs to equal replay's")
+        except AssertionError:
+            raise AssertionError(diff(expected(), normalize(reader.snapshot()))) from None
+        no_repeats(reader.snapshot())
+        log = worker.log_text()
+        assert "paused: 300 events wait in its merge buffer" in log, "no source was paused: the test proves nothing"
+        assert "resumed: its merge buffer is down to half" in log
+    finally:
+        reader.close()

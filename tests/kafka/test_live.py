@@ -165,3 +165,20 @@ def test_a_core_error_on_one_event_dead_letters_it_and_the_partition_goes_on(dep
     assert orjson.loads(letters[0]["value"])["event_id"] == claim["event_id"]
     assert letters[0]["error"] == f"processing error: RuntimeError: injected core failure on {claim['event_id']}"
     assert w.alive() and w.starts == 1
+
+
+def test_a_transaction_that_fails_without_a_fence_is_retried_after_the_rebalance_it_asks_for(deployment):
+    """Exactly-once: a transaction can fail with nobody fenced (the broker went away mid-flush: CI saw it in
+    test_broker_restart). Its partition is parked and must come back by itself: the worker asks for a rebalance,
+    reads the unacked input again from the committed offset, and every output still equals replay's, once."""
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    records = scenario(start, customers=12, calls=6, seed=5)
+    claim = next(r["value"] for r in records if r["topic"] == "switch-claim")
+    dep = deployment(partitions=2, PYTHONPATH=failpoint_path(), CHARTER_PROCESSING_GUARANTEE="exactly_once",
+                     CHARTER_TEST_TXN_FAILS_ON=claim["event_id"])
+    w = dep.worker().start()
+    out = run_scenario(dep, records, isolation_level="read_committed")
+    no_repeats(out)
+    assert "injected transaction failure" in w.log_text(), "the failure was not injected: the test proves nothing"
+    assert "rebalance asked for" in w.log_text()
+    assert w.alive() and w.starts == 1

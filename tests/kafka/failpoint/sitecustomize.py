@@ -6,6 +6,8 @@ wrapped; nothing of this is in the package.
 - ``CHARTER_TEST_CORE_FAILS_ON=<event_id>``: ``Engine.apply`` raises on that event, as a bug in a rule would.
 - ``CHARTER_TEST_SLOW_CALLS=<seconds>``: the call forwarder takes that long per call event, so it is in the middle
   of a batch (awaiting) whenever a rebalance comes.
+- ``CHARTER_TEST_TXN_FAILS_ON=<event_id>``: the first exactly-once transaction whose flush covers that event fails
+  (aborted, nobody fenced), as one does when the broker goes away mid-flush.
 """
 
 import asyncio
@@ -13,6 +15,7 @@ import os
 
 FAIL_ON = os.environ.get("CHARTER_TEST_CORE_FAILS_ON")
 SLOW_CALLS = float(os.environ.get("CHARTER_TEST_SLOW_CALLS") or 0)
+TXN_FAILS_ON = os.environ.get("CHARTER_TEST_TXN_FAILS_ON")
 
 if FAIL_ON:
     from streams.core import engine
@@ -38,3 +41,24 @@ if SLOW_CALLS:
         return await _decode(self, message, topic)
 
     app.Live._decode = _slow_decode
+
+if TXN_FAILS_ON:
+    from aiokafka.errors import KafkaError
+
+    from streams.live import sink
+
+    _transaction = sink.Sink._transaction
+    _failed = []
+
+    async def _failing_transaction(self, batch, changelog, txn):
+        if not _failed and any(TXN_FAILS_ON.encode() in held.event.message.value for held in batch.acks):
+            _failed.append(TXN_FAILS_ON)
+            try:
+                async with txn.transaction():
+                    raise KafkaError(f"injected transaction failure on {TXN_FAILS_ON}")
+            except KafkaError as e:
+                sink.log.warning("%s: transaction failed (%s); the partition's task is dropped", changelog, e)
+                return False
+        return await _transaction(self, batch, changelog, txn)
+
+    sink.Sink._transaction = _failing_transaction
