@@ -84,8 +84,13 @@ def test_a_customer_flapping_for_two_years_keeps_a_small_row_and_is_paid_exactly
     expected = expected_outage_compensations(charter, "FLAP-1", flapping.outages, ["internet"])
     assert len(expected) == 1 + 2 + 3  # 25 h, 80 h and 200 h outages cross 1, 2 and 3 tiers; 23.5 h none
     assert comps == expected
-    # the only other records a flapping customer may cause are early warnings (SPEC 10)
-    assert {topic for topic, _, _ in out} <= {"compensation", "sla-alert"}
+    # and one early warning per outage still open at its start + alert_after (SPEC 10), none for the copies
+    risk = charter.outage.alert_after
+    alerts = [v for topic, _, v in out if topic == "sla-alert"]
+    assert alerts == [{"alert": "outage_at_risk", "customer_id": "FLAP-1", "crossed_at": iso(start + risk)}
+                      for start, _, length in flapping.outages if risk is not None and length > risk]
+    assert len(alerts) == 4
+    assert {topic for topic, _, _ in out} == {"compensation", "sla-alert"}
 
 
 def test_the_flapping_scenario_holds_the_noise_it_promises(flapping):
