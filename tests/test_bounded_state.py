@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from schemas.inputs import SwitchClaim
-from streams.charter import Charter
+from streams.charter import Charter, CharterError
 from streams.core import Engine
 from streams.core.state import Ids, Subscriber, bounded_row
 from streams.core.timeutil import iso, to_us
@@ -264,3 +264,10 @@ def test_the_hotline_changelog_writes_tombstones_for_what_was_dropped():
     restored = Engine(charter)
     restore_hotline(restored, stored.items())
     assert set(restored.calls) == set(engine.calls) and set(restored.windows) == set(engine.windows)
+
+
+def test_dedup_retention_is_a_duration_with_a_default_of_a_week():
+    assert charter_with().dedup_retention == 7 * D
+    assert charter_with(dedup_retention="36h").dedup_retention == 36 * H
+    with pytest.raises(CharterError, match="dedup_retention"):
+        charter_with(dedup_retention="forever")
