@@ -232,9 +232,10 @@ def test_settled_calls_and_closed_windows_are_dropped_a_retention_later():
         engine.advance(at)
         engine.apply(rec["topic"], event, at)
     engine.finish()
-    # the latest event is an answer on day 9 at 00:02:30: everything queued a day before that has gone
-    assert sorted({k.split("-")[0] for k in engine.calls}) == ["d9"]
-    assert [ws for _, ws in engine.windows] == [T0 + 9 * D]
+    # the latest event is an answer on day 9 at 00:02:30: a call settled, or a window closed, more than a day
+    # before that has gone (day 8's last call was answered at 00:02:30, its window closed at 00:18)
+    assert sorted(engine.calls) == ["d8-2", "d9-0", "d9-1", "d9-2"]
+    assert sorted(ws for _, ws in engine.windows) == [T0 + 8 * D, T0 + 9 * D]
 
 
 def test_a_copy_of_a_dropped_call_breaches_and_counts_nothing_again():
@@ -245,25 +246,42 @@ def test_a_copy_of_a_dropped_call_breaches_and_counts_nothing_again():
     assert run(late + later + late, charter, T0 + 10 * D).normalized() == base
 
 
-def test_the_hotline_changelog_writes_tombstones_for_what_was_dropped():
+def _feed(engine: Engine, lines: list[str]) -> list[Any]:
+    out: list[Any] = []
+    for line in lines:
+        rec = orjson.loads(line)
+        event = decode_event(rec["topic"], rec["value"])
+        at = to_us(event.occurred_at)
+        out += engine.advance(at)
+        out += engine.apply(rec["topic"], event, at)
+    return out
+
+
+def test_the_hotline_changelog_writes_tombstones_and_a_restored_worker_goes_on_the_same():
     from streams.live.changelog import hotline_rows, restore_hotline
 
     charter = charter_with(dedup_retention="1d")
     engine = Engine(charter, track_dirty=True)
     stored: dict[bytes, bytes | None] = {}  # the changelog, compacted: the latest value of each key
     for line in [x for day in range(4) for x in _hotline_day(day)]:
-        rec = orjson.loads(line)
-        event = decode_event(rec["topic"], rec["value"])
-        at = to_us(event.occurred_at)
-        engine.advance(at)
-        engine.apply(rec["topic"], event, at)
+        _feed(engine, [line])
         stored.update(hotline_rows(engine))
-    engine.finish()
-    stored.update(hotline_rows(engine))
-    assert any(v is None for v in stored.values())
+    assert any(v is None for v in stored.values())  # dropped calls and windows are tombstones
     restored = Engine(charter)
     restore_hotline(restored, stored.items())
+    restored.clock = engine.clock
+    restored.rebuild_deadlines()
     assert set(restored.calls) == set(engine.calls) and set(restored.windows) == set(engine.windows)
+    # the rest, with a copy of a call already dropped (queued on day 1) and one still kept (day 3): the worker
+    # that never stopped and the restored one drop, ignore and count the same
+    # and a new call queued 15 h late: within the day of memory, so it breaches and has its own window
+    rest = [call("late", ts(2 * D + 12 * H), "queued", eid="ql"),
+            call("d1-0", ts(D), "queued", eid="q1-0"), call("d3-2", ts(3 * D + 2 * M), "queued", eid="q3-2"),
+            *[x for day in range(4, 7) for x in _hotline_day(day)], call("d4-0", ts(4 * D), "queued", eid="q4-0")]
+    expected = _feed(engine, rest) + engine.finish()
+    assert _feed(restored, rest) + restored.finish() == expected
+    assert [r[0] for r in expected].count("hotline-kpi") == 4  # one per day and the late call's, none for a copy
+    assert [r[1] for r in expected if r[0] == "hotline-breach"] == ["late"]
 
 
 def test_dedup_retention_is_a_duration_with_a_default_of_a_week():

@@ -186,12 +186,11 @@ class Engine:
         self._heap = heap
         # the hotline's expiry order and latest instant are what the calls and windows say (a dropped call was
         # never the latest: it is a retention older)
-        expiry = [(c.queued_at, 0, k) for k, c in self.calls.items()]
-        expiry += [(ws, 1, (q, ws)) for q, ws in self.windows]
+        calls = [(max(c.queued_at, c.settled_at or c.queued_at), 0, k) for k, c in self.calls.items()]
+        self._hot_latest = max(calls)[0] if calls else None
+        expiry = calls + [(w.close_due, 1, k) for k, w in self.windows.items()]
         heapq.heapify(expiry)
         self._hot_expiry = expiry
-        latest = [max(c.queued_at, c.settled_at or c.queued_at) for c in self.calls.values()]
-        self._hot_latest = max(latest) if latest else None
 
     def take_element_changes(self) -> list[ElementChange]:
         """The element changes made since the last call, in the order made (SPEC section 10), and forget them."""
@@ -610,10 +609,12 @@ class Engine:
     def _expire_hotline(self, at: int) -> None:
         """Drop the calls and windows that nothing can change any more (issue 12: bounded state).
 
-        A call or window older than the retention before the latest call event has had its deadlines fire (the
-        clock is past them), and a later event of it changes nothing: an answer for an unknown call is ignored,
-        and a ``queued`` that old is ignored too (``_call``), since it could be a copy of a dropped call and would
-        breach or count again. Decided from the call events alone, never from the clock, as in replay."""
+        A call whose last event (queued or settled) and a window whose close are older than the retention before
+        the latest call event have had their deadlines fire (the clock is past them), and a later event of them
+        changes nothing: an answer for an unknown call is ignored, and so is a ``queued`` that old (``_call``),
+        since it could be a copy of a dropped call or fall in a dropped window and would breach or count again.
+        Decided from the call events alone, never from the clock, so a worker restored from the changelog (which
+        rebuilds ``_hot_latest`` from the calls kept: the latest event's call is never dropped) decides the same."""
         if self._hot_latest is not None and at <= self._hot_latest:
             return
         self._hot_latest = at
@@ -623,14 +624,22 @@ class Engine:
             _, kind, key = heapq.heappop(expiry)
             if kind == 0:
                 call = self.calls.get(key)
-                if call is not None and call.breach_due is None:
-                    del self.calls[key]
-                    self._dirty_call(key)
+                if call is None or max(call.queued_at, call.settled_at or call.queued_at) >= horizon:
+                    continue  # dropped already, or settled since: its later entry decides
+                if call.breach_due is not None:  # not fired yet (an unusually long grace): look again later
+                    heapq.heappush(expiry, (horizon, 0, key))
+                    continue
+                del self.calls[key]
+                self._dirty_call(key)
             else:
                 win = self.windows.get(key)
-                if win is not None and win.closed:
-                    del self.windows[key]
-                    self._dirty_window(key)
+                if win is None:
+                    continue
+                if not win.closed:
+                    heapq.heappush(expiry, (horizon, 1, key))
+                    continue
+                del self.windows[key]
+                self._dirty_window(key)
 
     def _call(self, ev: CallQueue, at: int, out: list[Output]) -> None:
         key = ev.call_id
@@ -651,7 +660,7 @@ class Engine:
             if win is None:
                 win = self.windows[wkey] = Window(wkey[1] + self._window + self._answer_within)
                 self._arm(win.close_due, K_KPI, wkey)
-                heapq.heappush(self._hot_expiry, (wkey[1], 1, wkey))
+                heapq.heappush(self._hot_expiry, (win.close_due, 1, wkey))
             if not win.closed:  # a call arriving after its window closed is not in that window's one record
                 win.offered += 1
                 self._dirty_window(wkey)
@@ -665,6 +674,7 @@ class Engine:
         call.seen += token[1:]
         call.settled_at = at
         self._dirty_call(key)
+        heapq.heappush(self._hot_expiry, (at, 0, key))  # kept one retention after it settled
         self._expire_hotline(at)
         wkey = (call.queue, call.queued_at - call.queued_at % self._window)
         win = self.windows.get(wkey)
