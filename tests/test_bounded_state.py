@@ -263,7 +263,8 @@ def test_the_hotline_changelog_writes_tombstones_and_a_restored_worker_goes_on_t
     charter = charter_with(dedup_retention="1d")
     engine = Engine(charter, track_dirty=True)
     stored: dict[bytes, bytes | None] = {}  # the changelog, compacted: the latest value of each key
-    for line in [x for day in range(4) for x in _hotline_day(day)]:
+    never_answered = call("open", ts(2 * D + 20 * H), "queued", eid="qo")
+    for line in [never_answered, *[x for day in range(4) for x in _hotline_day(day)]]:
         _feed(engine, [line])
         stored.update(hotline_rows(engine))
     assert any(v is None for v in stored.values())  # dropped calls and windows are tombstones
@@ -277,10 +278,12 @@ def test_the_hotline_changelog_writes_tombstones_and_a_restored_worker_goes_on_t
     # and a new call queued 15 h late: within the day of memory, so it breaches and has its own window
     rest = [call("late", ts(2 * D + 12 * H), "queued", eid="ql"),
             call("d1-0", ts(D), "queued", eid="q1-0"), call("d3-2", ts(3 * D + 2 * M), "queued", eid="q3-2"),
-            *[x for day in range(4, 7) for x in _hotline_day(day)], call("d4-0", ts(4 * D), "queued", eid="q4-0")]
+            *[x for day in range(4, 7) for x in _hotline_day(day)], call("d4-0", ts(4 * D), "queued", eid="q4-0"),
+            call("open", ts(6 * D + H), "answered", eid="ao")]  # answered days after its breach: changes nothing
     expected = _feed(engine, rest) + engine.finish()
     assert _feed(restored, rest) + restored.finish() == expected
-    assert [r[0] for r in expected].count("hotline-kpi") == 4  # one per day and the late call's, none for a copy
+    # days 3 to 6 (the last closes before the answer at 6 d 1 h) and the late call's window; none for a copy
+    assert [r[0] for r in expected].count("hotline-kpi") == 5
     assert [r[1] for r in expected if r[0] == "hotline-breach"] == ["late"]
 
 

@@ -101,7 +101,8 @@ class Engine:
         self._heap: list[tuple[int, int, Any]] = []
         # Hotline state is dropped one dedup_retention after the latest call event (``_expire_hotline``):
         # ``_hot_latest`` is the latest occurred_at of a call event that changed a call, ``_hot_expiry`` a heap of
-        # (instant, 0 for a call or 1 for a window, key) in the order they may go.
+        # (instant, 0 for a call or 1 for a window, key): a heap, not a queue in arrival order, so that one event
+        # stamped far ahead (a wrong upstream clock) cannot hold back everything behind it.
         self._hot_latest: int | None = None
         self._hot_expiry: list[tuple[int, int, Any]] = []
         # The live adapter persists what changed after each batch; replay keeps everything in memory.
@@ -614,7 +615,9 @@ class Engine:
         changes nothing: an answer for an unknown call is ignored, and so is a ``queued`` that old (``_call``),
         since it could be a copy of a dropped call or fall in a dropped window and would breach or count again.
         Decided from the call events alone, never from the clock, so a worker restored from the changelog (which
-        rebuilds ``_hot_latest`` from the calls kept: the latest event's call is never dropped) decides the same."""
+        rebuilds ``_hot_latest`` from the calls kept: the latest event's call is never dropped) decides the same.
+        Whether a droppable call or window is dropped now or later changes no output (its events are ignored either
+        way: ``_call``)."""
         if self._hot_latest is not None and at <= self._hot_latest:
             return
         self._hot_latest = at
