@@ -96,6 +96,10 @@ class ElementEngine:
         self.dirty.add(PENDING_KEY)
         return out
 
+    def apply(self, topic: str, change: ElementChange, at: int | None = None) -> list[Output]:
+        """``feed``, under the name a stream task (streams/core/task.py) calls its engine by."""
+        return self.feed(change)
+
     def feed_all(self, changes: Iterable[ElementChange]) -> list[Output]:
         out: list[Output] = []
         for c in changes:
