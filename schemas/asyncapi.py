@@ -111,6 +111,8 @@ def _internal_topics(schemas: _Schemas, settings: Any) -> list[dict[str, Any]]:
     from streams.topics import (
         CALL_TOPIC,
         CLOCK_TOPIC,
+        ELEMENTS_TABLE,
+        ELEMENTS_TOPIC,
         HOTLINE_TABLE,
         HOTLINE_TOPIC,
         SUBSCRIBERS_TABLE,
@@ -137,10 +139,28 @@ def _internal_topics(schemas: _Schemas, settings: Any) -> list[dict[str, Any]]:
                                  "v": {**call, "description": "the call-queue value as read"}}},
                  {"type": "object", "title": "Watermark", "required": ["s", "wm"],
                   "properties": {"s": {"type": "integer", "minimum": 0, "description": "call-queue partition"},
-                                 "wm": {"type": "integer", "description": "milliseconds since the epoch: "
+                                 "wm": {"type": "integer", "description": "microseconds since the epoch: "
                                         "everything of partition s appended before it has been forwarded"}}},
              ]}),
          "key": _key("the call's queue; none for a watermark", ["string", "null"])},
+        {"name": ELEMENTS_TOPIC, "plan": ELEMENTS_TOPIC, "title": "Element changes repartitioned to the element task",
+         "description": "One partition. Each partition task sends, in the flush (and the transaction) that stores "
+                        "the customer's state, a record when an outage opened on a network element begins or ends, "
+                        "and a watermark at least once a second; the element task merges them by event time and "
+                        "writes incident records (docs/design.md 'Prevention').",
+         "payload": schemas.add("element-record", {
+             "oneOf": [
+                 {"type": "object", "title": "ElementChange", "required": ["s", "c"],
+                  "properties": {"s": {"type": "integer", "minimum": 0, "description": "input partition"},
+                                 "c": {"type": "object", "description": "the change: element_id, customer_id, "
+                                       "opened, at (µs), stake_cents, due (µs or null)",
+                                       "required": ["element_id", "customer_id", "opened", "at"]}}},
+                 {"type": "object", "title": "Watermark", "required": ["s", "wm"],
+                  "properties": {"s": {"type": "integer", "minimum": 0, "description": "input partition"},
+                                 "wm": {"type": "integer", "description": "microseconds since the epoch: every "
+                                        "change of partition s before it has been sent"}}},
+             ]}),
+         "key": _key("the element id; none for a watermark", ["string", "null"])},
         {"name": "subscribers-changelog", "plan": changelog_name(settings, SUBSCRIBERS_TABLE),
          "address": "{appId}-subscribers-changelog",
          "title": "State of the subscribers",
@@ -156,6 +176,14 @@ def _internal_topics(schemas: _Schemas, settings: Any) -> list[dict[str, Any]]:
                         "CHARTER_TOPIC_PREFIX.",
          "payload": schemas.add("hotline-row", _state_row("the state of one call or one KPI window")),
          "key": _key("'c' 0x1F '<call_id>' for a call, 'w' 0x1F '<queue>' 0x1F '<window start, µs>' for a window")},
+        {"name": "elements-changelog", "plan": changelog_name(settings, ELEMENTS_TABLE),
+         "address": "{appId}-elements-changelog",
+         "title": "State of the element task",
+         "description": "Compacted, one partition: one row per network element with customers out (and the "
+                        "changes held at the latest instant under the empty element id); a tombstone when an "
+                        "element has none left. Not prefixed by CHARTER_TOPIC_PREFIX.",
+         "payload": schemas.add("element-row", _state_row("the customers out on one element and its open incident")),
+         "key": _key("'e' 0x1F '<element_id>'")},
     ]
 
 

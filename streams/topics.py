@@ -26,8 +26,12 @@ OUTPUT_TOPICS: tuple[str, ...] = tuple(OUTPUT_MODELS)
 DEAD_LETTER_TOPIC = "dead-letter"
 CLOCK_TOPIC = "charter-clock"  # one tick per partition per tick_interval: deadlines fire inside stream iteration
 HOTLINE_TOPIC = "charter-hotline"  # call-queue repartitioned to one partition, with per-source watermarks
+# the partition tasks' element changes (SPEC 10) to one partition, with per-source watermarks
+ELEMENTS_TOPIC = "charter-elements"
+INTERNAL_TOPICS = (CLOCK_TOPIC, HOTLINE_TOPIC, ELEMENTS_TOPIC)
 SUBSCRIBERS_TABLE = "subscribers"
 HOTLINE_TABLE = "hotline"
+ELEMENTS_TABLE = "elements"
 
 
 def changelog_name(settings: Settings, table: str) -> str:
@@ -56,11 +60,13 @@ def topic_plan(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     # ticks are worthless after a minute; keep the clock topic small
     plan[t(CLOCK_TOPIC)] = (n, {"retention.ms": "600000", "segment.ms": "600000"})
     plan[t(HOTLINE_TOPIC)] = (1, {})
+    plan[t(ELEMENTS_TOPIC)] = (1, {})
     # State changelogs are created here too, before the worker joins its group: left to faust, a first start
     # could assign partitions before the new changelog topic is visible ("changelog has 0 partitions").
     compact = {"cleanup.policy": "compact"}
     plan[changelog_name(settings, SUBSCRIBERS_TABLE)] = (n, compact)
     plan[changelog_name(settings, HOTLINE_TABLE)] = (1, dict(compact))
+    plan[changelog_name(settings, ELEMENTS_TABLE)] = (1, dict(compact))
     return plan
 
 

@@ -90,6 +90,7 @@ class Delivery:
     def __init__(self, log: list) -> None:
         self.log = log
         self.held: asyncio.Event | None = None
+        self.sent: list[tuple[str, bytes | None, bytes, int | None]] = []  # (topic, key, value, partition)
 
     def hold(self) -> None:
         self.held = asyncio.Event()
@@ -100,6 +101,7 @@ class Delivery:
 
     async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None, *_: Any):
         self.log.append(("send", topic, partition))
+        self.sent.append((topic, key, value, partition))
         held = self.held
 
         async def delivered() -> None:
@@ -206,10 +208,20 @@ class Driver:
         await self.settle()
         return stream
 
+    async def run_elements(self, events: Iterable[Event]) -> Stream:
+        stream = Stream(self.log, events)
+        await self.live._elements_agent(stream)
+        await self.settle()
+        return stream
+
+    def values(self, topic: str) -> list[dict]:
+        """The values sent to a (spec-named) topic, in order."""
+        return [orjson.loads(v) for t, _, v, _ in self.delivery.sent if t == PREFIX + topic]
+
     async def settle(self) -> None:
         """Wait for every flush in flight."""
         tasks = self.live.tasks
-        for lt in [*tasks.main.values(), *([tasks.hotline] if tasks.hotline else [])]:
+        for lt in tasks._tasks():
             while lt.flushing is not None and not lt.flushing.done():
                 await lt.flushing
 

@@ -26,7 +26,7 @@ ENV = "CHARTER_CONFORMANCE_DIR"
 # Whoever implements one removes its line here, and its cases run.
 NOT_IMPLEMENTED: dict[str, str] = {}
 # Cases also run with a shipped charter instead of the file beside them: (case, shipped charter name).
-SHIPPED = [("ofcom.jsonl", "ofcom-2026")]
+SHIPPED = [("ofcom.jsonl", "ofcom-2026"), ("prevention.jsonl", "alice-2007")]
 
 
 def conformance_dir() -> Path:

@@ -284,3 +284,41 @@ def test_a_partition_is_ours_only_while_assigned_and_no_rebalance_is_under_way(a
     kafka = _KafkaConsumer({tp} if assigned else set())
     kafka._subscription.reassignment_in_progress = rebalancing
     assert ConsumerView(_App(kafka)).owns(tp) is owned
+
+
+def down(event_id: str, customer: str, at: str, element: str | None, status: str = "down") -> dict:
+    return {"event_id": event_id, "customer_id": customer, "occurred_at": at, "service": "internet",
+            "status": status, "element_id": element}
+
+
+def test_element_changes_of_every_partition_reach_the_element_task_and_make_one_incident():
+    """SPEC 10 live: the customers of one element are on both partitions; each partition task forwards its element
+    changes and a watermark (in the flush that stores the customers' state), and the element task, merging both
+    partitions by event time, opens one incident at the 50th customer out and closes it at the last one back."""
+    minute = "2007-05-02T09:%02d:00+02:00"
+
+    async def scenario():
+        d = Driver()
+        for p in (0, 1):
+            d.quiet(p)
+        downs = [d.message("service-status", i % 2, down(f"d{i}", f"C{i:02d}", minute % (i // 17), "E1"))
+                 for i in range(50)]
+        ups = [d.message("service-status", i % 2, down(f"u{i}", f"C{i:02d}", minute % (30 + i // 17), "E1", "up"))
+               for i in range(50)]
+        await d.run_main([*downs, *ups, d.tick(0), d.tick(1)])
+        forwarded = d.values("charter-elements")
+        await d.run_elements([d.message("charter-elements", 0, v) for v in forwarded])
+        return d, forwarded
+
+    d, forwarded = run(scenario())
+    changes = [v for v in forwarded if "c" in v]
+    assert len(changes) == 100 and {v["s"] for v in changes} == {0, 1}
+    assert {v["s"] for v in forwarded if "wm" in v} == {0, 1}, "a partition sent no watermark"
+    # forwarded before the rows that store the customers' outages: a crash in between repeats, never loses
+    sends = [t for k, t, _ in d.kinds("send")]
+    assert sends.index(PREFIX + "charter-elements") < sends.index(d.live.tasks.subscribers_changelog)
+    incidents = d.values("incident")
+    assert [(i["status"], i["customers"], i["crossed_at"]) for i in incidents] == [
+        ("open", 50, "2007-05-02T07:02:00+00:00"), ("closed", 50, "2007-05-02T07:32:00+00:00")]
+    assert incidents[0]["incident_id"] == incidents[1]["incident_id"]
+    assert d.live.tasks.elements_changelog in sends, "the element task stored nothing"

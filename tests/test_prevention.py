@@ -278,8 +278,23 @@ def test_dirty_rows_say_what_to_write_and_what_to_delete():
     assert set(dirty) == {PENDING_KEY, "E1", "E2"} and dirty[PENDING_KEY]["changes"][0]["opened"] is False
     el.flush()
     dirty = el.take_dirty()
-    assert dirty == {PENDING_KEY: None, "E1": None}  # E1 is empty again: its row is deleted
-    assert dict(el.rows()) == {"E2": {"v": 1, "open": {"B": [300, T0 + D]}}}
+    # nobody is out on E1 any more: its row keeps only when A's outage closed, to recognise a repeat
+    assert dirty == {PENDING_KEY: None, "E1": {"v": 1, "open": {}, "closed": {"A": T0 + H}}}
+    assert dict(el.rows())["E2"] == {"v": 1, "open": {"B": [300, T0 + D]}}
+    week = 7 * 24 * H
+    el.feed_all([opened("C", H + week + 1), closed("C", H + week + 2)])  # a week later: A's close is forgotten
+    el.flush()
+    assert el.take_dirty()["E1"] == {"v": 1, "open": {}, "closed": {"C": T0 + H + week + 2}}
+
+
+def test_changes_sent_again_after_a_crash_change_nothing():
+    """At-least-once: a partition task that crashed after forwarding its changes but before its rows landed sends
+    them again; the element engine must count each outage once, and open no second incident."""
+    first = [opened("A", 0), opened("B", 0), opened("C", 1), closed("A", H), closed("B", H), closed("C", H + 1)]
+    expected = incidents(first)
+    assert [v["status"] for v in expected] == ["open", "closed"]
+    assert incidents(first + first) == expected
+    assert incidents(first[:3] + first + first[3:]) == expected
 
 
 def test_a_row_of_an_unknown_format_is_refused():

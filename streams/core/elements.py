@@ -38,33 +38,46 @@ def incident_id(charter: str, element_id: str, opened_at: int) -> str:
 
 
 class Element:
-    """One element: its customers with an open outage (customer -> [stake_cents, due]), and the incident open on it
-    (``opened_at`` None: none) with the highest count it reached."""
+    """One element: its customers with an open outage (customer -> [stake_cents, due]), the incident open on it
+    (``opened_at`` None: none) with the highest count it reached, and when each customer's last outage on it closed
+    (customer -> instant; kept for the charter's ``dedup_retention``, to recognise a repeated change)."""
 
-    __slots__ = ("open", "opened_at", "peak")
+    __slots__ = ("closed", "open", "opened_at", "peak")
 
     def __init__(self) -> None:
         self.open: dict[str, list[Any]] = {}
         self.opened_at: int | None = None
         self.peak = 0
+        self.closed: dict[str, int] = {}
 
     def encode(self) -> dict[str, Any]:
         row: dict[str, Any] = {"v": ELEMENT_FORMAT_VERSION, "open": self.open}
         if self.opened_at is not None:
             row["opened_at"], row["peak"] = self.opened_at, self.peak
+        if self.closed:
+            row["closed"] = self.closed
         return row
 
     @classmethod
     def decode(cls, row: Any) -> Element:
         _check(row, "Element")
-        unknown = set(row) - {"v", "open", "opened_at", "peak"}
+        unknown = set(row) - {"v", "open", "opened_at", "peak", "closed"}
         if unknown or not isinstance(row.get("open"), dict):
             raise StateFormatError(f"Element row has unknown fields {sorted(unknown)} or no 'open' mapping")
         e = cls()
         e.open = {str(k): list(v) for k, v in row["open"].items()}
         e.opened_at = row.get("opened_at")
         e.peak = row.get("peak", 0)
+        e.closed = {str(k): int(v) for k, v in row.get("closed", {}).items()}
         return e
+
+    def empty(self) -> bool:
+        """Nothing worth a row: nobody out, no incident, no close to recognise a repeat by."""
+        return not self.open and self.opened_at is None and not self.closed
+
+    def forget_closes(self, before: int) -> None:
+        if self.closed and min(self.closed.values()) < before:
+            self.closed = {c: at for c, at in self.closed.items() if at >= before}
 
 
 def _check(row: Any, what: str) -> None:
@@ -80,6 +93,7 @@ class ElementEngine:
     def __init__(self, charter: Charter) -> None:
         self.charter = charter
         self.min_customers = None if charter.incident is None else charter.incident.min_customers
+        self.retention = getattr(charter, "dedup_retention", 7 * 86_400_000_000)
         self.elements: dict[str, Element] = {}
         self.pending: list[ElementChange] = []  # all at one instant, not applied yet
         # keys of the rows changed since the last take_dirty (PENDING_KEY included), for live's changelog
@@ -95,6 +109,10 @@ class ElementEngine:
         self.pending.append(change)
         self.dirty.add(PENDING_KEY)
         return out
+
+    def apply(self, topic: str, change: ElementChange, at: int | None = None) -> list[Output]:
+        """``feed``, under the name a stream task (streams/core/task.py) calls its engine by."""
+        return self.feed(change)
 
     def feed_all(self, changes: Iterable[ElementChange]) -> list[Output]:
         out: list[Output] = []
@@ -127,6 +145,13 @@ class ElementEngine:
         if c.opened:
             if el is None:
                 el = self.elements[key] = Element()
+            el.forget_closes(c.at - self.retention)
+            if el.closed.get(c.customer_id, c.at - 1) >= c.at:
+                # a repeat (at-least-once: a partition's changes sent again after a crash, before the rows that
+                # recorded them landed): this outage of the customer has already closed here
+                if el.empty():
+                    del self.elements[key]
+                return
             known = c.customer_id in el.open
             el.open[c.customer_id] = [c.stake_cents, c.due]
             self.dirty.add(key)
@@ -142,11 +167,15 @@ class ElementEngine:
         if el is None or el.open.pop(c.customer_id, None) is None:
             return  # a close of an outage this element does not count changes nothing
         self.dirty.add(key)
+        el.closed[c.customer_id] = c.at
+        el.forget_closes(c.at - self.retention)
         if el.open:
             return
         if el.opened_at is not None:
             out.append(self._record(key, el, "closed", c.at, el.peak))
-        del self.elements[key]  # an empty element without incident is no state at all
+            el.opened_at, el.peak = None, 0
+        if el.empty():
+            del self.elements[key]
 
     def _record(self, element_id: str, el: Element, status: str, at: int, customers: int) -> Output:
         name = self.charter.name

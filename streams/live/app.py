@@ -40,13 +40,14 @@ from prometheus_client import CollectorRegistry
 from streams.charter import Charter
 from streams.connection import faust_options
 from streams.core import to_us
+from streams.core.changes import ElementChange
 from streams.live.metrics import Metrics
 from streams.live.progress import CONNECTIVITY, ConsumerView, ReadProgress, use_metadata_backoff, use_read_committed
 from streams.live.sink import Sink
-from streams.live.tasks import Tasks
+from streams.live.tasks import ELEMENTS, LiveTask, Tasks
 from streams.records import INVALID, decode_event, decode_message, describe_error
 from streams.settings import Settings
-from streams.topics import CALL_TOPIC, CLOCK_TOPIC, CUSTOMER_TOPICS, HOTLINE_TOPIC
+from streams.topics import CALL_TOPIC, CLOCK_TOPIC, CUSTOMER_TOPICS, ELEMENTS_TOPIC, HOTLINE_TOPIC
 
 log = logging.getLogger("charter.live")
 
@@ -101,6 +102,8 @@ class Live:
         self.main_topic = app.topic(*self.customer_names, self.clock_name, partitions=n, **RAW)
         self.call_topic = app.topic(self.call_name, partitions=n, **RAW)
         self.hotline_topic = app.topic(self.hotline_name, partitions=1, **RAW)
+        self.elements_name = t(ELEMENTS_TOPIC)
+        self.elements_topic = app.topic(self.elements_name, partitions=1, **RAW)
         self.clock_topic = app.topic(self.clock_name, partitions=n, **RAW)
         self.eos = settings.processing_guarantee == "exactly_once"
         if self.eos:
@@ -118,13 +121,14 @@ class Live:
                            lag=self._lag, rejoin=lambda: self.view.request_rejoin())
         self.joined = False  # an assignment was received since the last revoke
         self.paused: set[TP] = set()  # input topic-partitions we paused: their merge buffer is full
-        self.hotline_sources: dict[int, bool] = {}  # source partition -> idle (last record from it was a watermark)
-        self.hotline_wm: dict[int, int] = {}
+        self.hotline_sources = Sources(settings.partitions)
+        self.element_sources = Sources(settings.partitions)
         self._unprefixed: dict[str, str] = {}
 
         app.agent(self.main_topic, name="charter_main")(self._main_agent)
         app.agent(self.call_topic, name="forward_calls")(self._forward_agent)
         app.agent(self.hotline_topic, name="hotline")(self._hotline_agent)
+        app.agent(self.elements_topic, name="elements")(self._elements_agent)
         app.timer(settings.tick_interval, name="charter_clock")(self._tick)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -173,6 +177,10 @@ class Live:
                 why = self.tasks.not_ready(None)
                 if why:
                     waiting["hotline"] = why
+            elif tp.topic == self.elements_name and self.tasks.counts_elements:
+                why = self.tasks.not_ready(ELEMENTS)
+                if why:
+                    waiting[ELEMENTS] = why
         return waiting
 
     def _healthz(self, view: Any) -> Any:
@@ -274,35 +282,51 @@ class Live:
                 self.progress.received(event.message.tp, event.message.offset)
 
     async def _hotline_agent(self, stream: Any) -> None:
+        def call(rec: dict) -> tuple[int, str, Any]:
+            ev = decode_event(CALL_TOPIC, rec["v"])
+            return to_us(ev.occurred_at), CALL_TOPIC, ev
+
+        await self._merged_agent(stream, self.tasks.hotline_task, lambda: self.tasks.hotline, self.hotline_sources,
+                                 call)
+
+    async def _elements_agent(self, stream: Any) -> None:
+        def change(rec: dict) -> tuple[int, str, Any]:
+            c = ElementChange.from_dict(rec["c"])
+            return c.at, ELEMENTS_TOPIC, c
+
+        await self._merged_agent(stream, self.tasks.elements_task, lambda: self.tasks.elements, self.element_sources,
+                                 change)
+
+    async def _merged_agent(self, stream: Any, load: Any, loaded: Any, sources: Sources, item: Any) -> None:
+        """A one-partition task fed by every input partition through a repartition topic (the hotline, the element
+        task): records ``{"s": source partition, ...}`` carry an item, or a watermark ``{"s", "wm"}`` (µs: nothing of
+        that source before it is still to come). The sources are merged by event time, each read up to its last
+        watermark while no record of it came after that watermark."""
         tasks = self.tasks
         async for event in stream.noack().events():
             if not self.view.owns(event.message.tp):
                 continue  # delivered after its partition was revoked
-            lt = tasks.hotline
+            lt: LiveTask | None = loaded()
             if lt is None:
-                lt = await tasks.hotline_task(stream.ack)
+                lt = await load(stream.ack)
                 if lt is None:
                     continue  # a rebalance came while its state was read, or it is parked
-                self.hotline_sources = {s: False for s in range(self.settings.partitions)}
-                self.hotline_wm = {}
+                sources.reset()
             rec = orjson.loads(event.message.value)
             s = rec["s"]
             held = lt.acks.received(event.message.tp, event)
             if "wm" in rec:
-                self.hotline_sources[s] = True  # nothing of s after this watermark is in flight
-                self.hotline_wm[s] = rec["wm"] * 1000
-                # acked once the calls before it (of any source: one partition) are applied and written
+                sources.watermark(s, rec["wm"])
+                # acked once the items before it (of any source: one partition) are applied and written
                 await tasks.ack(lt, [held])
             else:
-                self.hotline_sources[s] = False
-                ev = decode_event(CALL_TOPIC, rec["v"])
-                lt.task.push(s, to_us(ev.occurred_at), CALL_TOPIC, ev, held)
+                sources.record(s)
+                at, topic, it = item(rec)
+                lt.task.push(s, at, topic, it, held)
                 lt.pushed += 1
                 if lt.pushed < self.settings.flush_every:
-                    continue  # stepped at the next watermark record (every tick) or when enough have arrived
-            # a source is read up to its last watermark only while no record of it came after that watermark
-            read_until = {s: (self.hotline_wm.get(s) if idle else None) for s, idle in self.hotline_sources.items()}
-            await tasks.step(lt, read_until, time.time_ns() // 1000)
+                    continue  # stepped at the next watermark record or when enough have arrived
+            await tasks.step(lt, sources.read_until(), time.time_ns() // 1000)
 
     # ------------------------------------------------------------ time
 
@@ -315,10 +339,33 @@ class Live:
             elif tp.topic == self.call_name and self.progress.idle(tp):
                 fetched = self.view.fetched_at_ms(tp)
                 if fetched is not None:
-                    wm = orjson.dumps({"s": tp.partition, "wm": fetched})
+                    wm = orjson.dumps({"s": tp.partition, "wm": fetched * 1000})
                     sends.append(self.hotline_topic.send(key=None, value=wm, partition=0))
         if sends:
             await asyncio.gather(*sends)
+
+
+class Sources:
+    """The source partitions of a repartitioned task and how far each is known to be read (its last watermark, valid
+    while no record of it came after it)."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.reset()
+
+    def reset(self) -> None:
+        self.idle: dict[int, bool] = {s: False for s in range(self.partitions)}
+        self.wm: dict[int, int] = {}
+
+    def watermark(self, s: int, wm: int) -> None:
+        self.idle[s] = True
+        self.wm[s] = wm
+
+    def record(self, s: int) -> None:
+        self.idle[s] = False
+
+    def read_until(self) -> dict[int, int | None]:
+        return {s: (self.wm.get(s) if idle else None) for s, idle in self.idle.items()}
 
 
 STOP_MARGIN = 5.0  # seconds a stop may take beyond the session timeout (the flushes in flight wait up to it)

@@ -4,6 +4,8 @@
   ``Subscriber`` row (streams/core/state.py encodes it).
 - ``{app_id}-hotline-changelog``, one partition: calls (``c<SEP>call_id``) and KPI windows
   (``w<SEP>queue<SEP>window start``).
+- ``{app_id}-elements-changelog``, one partition: the element task's rows (SPEC 10), ``e<SEP>element_id`` (and the
+  changes held at the latest instant under the empty element id); a row that is gone is a tombstone.
 
 A worker taking a partition reads its changelog to the end, straight into the core's objects; faust tables would
 hold every subscriber a second time and restore one record at a time (5x slower, docs/performance.md).
@@ -13,20 +15,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.connection import client_options
-from streams.core import Engine
+from streams.core import ElementEngine, Engine
 from streams.core.state import Call, Subscriber, Window, bounded_row
 from streams.settings import Settings
 
 log = logging.getLogger("charter.live")
 
 SEP = b"\x1f"
-Row = tuple[bytes, bytes | None]  # a None value is a tombstone
-Restore = Callable[[Engine, Iterable[Row]], None]
+Row = tuple[bytes, bytes | None]  # a value None is a tombstone
+Restore = Callable[[Any, Iterable[Row]], None]
 
 
 def _prefix(p: int) -> bytes:
@@ -91,6 +94,18 @@ def restore_hotline(engine: Engine, rows: Iterable[Row]) -> None:
         elif kind == b"w":
             queue, _, ws = rest.rpartition(SEP)
             engine.windows[(queue.decode(), int(ws))] = Window.decode(orjson.loads(value))
+
+
+def element_rows(engine: ElementEngine) -> list[Row]:
+    """The element task's rows that changed since the last call (None: deleted, a tombstone)."""
+    return [(b"e" + SEP + key.encode(), None if row is None else orjson.dumps(row))
+            for key, row in engine.take_dirty().items()]
+
+
+def restore_elements(engine: ElementEngine, rows: Iterable[Row]) -> None:
+    """Puts the elements changelog's rows into an element engine."""
+    engine.load((key.partition(SEP)[2].decode(), orjson.loads(value)) for key, value in rows
+                if value is not None and key.startswith(b"e" + SEP))
 
 
 async def read_changelog(settings: Settings, tp: TopicPartition) -> dict[bytes, bytes]:

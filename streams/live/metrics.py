@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.charter import Charter
 from streams.core import Output
+from streams.topics import INTERNAL_TOPICS
 
 # Lateness of an output after the breach it reports: a second is the promise (SPEC section 5), minutes mean a backlog.
 LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400)
@@ -52,6 +53,8 @@ class Metrics:
         """Count outputs that have landed, and how late each came after its breach."""
         name = self.charter.name
         for topic, _, value in outputs:
+            if topic in INTERNAL_TOPICS:
+                continue  # forwarded to another task of ours (charter-elements), not an output
             self.outputs.labels(topic).inc()
             if topic == "compensation":
                 rule = value["rule"]

@@ -26,7 +26,7 @@ log = logging.getLogger("charter.live")
 
 # The app producer's send: (topic, key, value, partition, timestamp, headers) -> a future of the delivery
 Send = Callable[..., Awaitable[Awaitable[Any]]]
-Row = tuple[bytes, bytes]
+Row = tuple[bytes, bytes | None]  # a value None is a tombstone
 
 
 class Batch:

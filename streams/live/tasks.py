@@ -21,14 +21,16 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streams.charter import Charter
 from streams.connection import client_options
-from streams.core import Engine, Output
+from streams.core import ElementEngine, Engine, Output
 from streams.core.task import Step, Task
 from streams.live.acks import Held, InOrderAcks
 from streams.live.changelog import (
     Restore,
     Row,
+    element_rows,
     hotline_rows,
     read_changelog,
+    restore_elements,
     restore_hotline,
     restore_subscribers,
     subscriber_rows,
@@ -36,24 +38,26 @@ from streams.live.changelog import (
 from streams.live.metrics import Metrics
 from streams.live.sink import Batch, Sink
 from streams.settings import Settings
-from streams.topics import HOTLINE_TABLE, SUBSCRIBERS_TABLE, changelog_name
+from streams.topics import ELEMENTS_TABLE, ELEMENTS_TOPIC, HOTLINE_TABLE, SUBSCRIBERS_TABLE, changelog_name
 
 log = logging.getLogger("charter.live")
 
 Ack = Callable[[Any], Awaitable[Any]]  # acks one input event (faust: the agent's stream.ack)
 ReadChangelog = Callable[[Settings, TopicPartition], Awaitable[dict[bytes, bytes]]]
 TxnFactory = Callable[[str], Any]  # transactional id -> a transactional producer, not started
-RowsOf = Callable[[Engine], list[Row]]
+RowsOf = Callable[[Any], list[Row]]  # an engine -> its changed rows
 Lag = Callable[[int], int]  # partition number -> input messages appended but not received yet
 CATCHING_UP_LAG = 5000
+ELEMENTS = "elements"  # the key of the element task (a partition's task: its number; the hotline's: None)
+WATERMARK_EVERY_US = 1_000_000  # a partition task tells the element task how far it is at least this often
 
 
 class LiveTask:
     """A core Task plus what the adapter needs to flush it: pending outputs and messages to ack."""
 
-    def __init__(self, key: int | None, engine: Engine, changelog: TopicPartition, rows: RowsOf, ack: Ack,
+    def __init__(self, key: int | str | None, engine: Any, changelog: TopicPartition, rows: RowsOf, ack: Ack,
                  txn: Any = None) -> None:
-        self.key = key  # its partition number; None: the hotline
+        self.key = key  # its partition number; None: the hotline; ELEMENTS: the element task
         self.task = Task(engine)
         self.changelog = changelog
         self.rows = rows  # the changelog rows of what changed since the last flush
@@ -69,6 +73,11 @@ class LiveTask:
         # Applying a backlog under event time: from its load until a step reaches the wall clock, and again when its
         # partition falls behind by CATCHING_UP_LAG messages (a backlog, not the usual fetch-to-step delay).
         self.catching_up = True
+        self.element_wm: int | None = None  # the last watermark sent to the element task (partition tasks)
+
+    @property
+    def name(self) -> str:
+        return "hotline" if self.key is None else self.key if isinstance(self.key, str) else f"partition {self.key}"
 
     def absorb(self, step: Step) -> None:
         self.out += step.out
@@ -98,14 +107,18 @@ class Tasks:
         self._txn_factory = txn_factory or self._transactional_producer
         self.main: dict[int, LiveTask] = {}
         self.hotline: LiveTask | None = None
+        self.elements: LiveTask | None = None
         self.subscribers_changelog = changelog_name(settings, SUBSCRIBERS_TABLE)
         self.hotline_changelog = changelog_name(settings, HOTLINE_TABLE)
+        self.elements_changelog = changelog_name(settings, ELEMENTS_TABLE)
+        # SPEC 10: the partition tasks forward their element changes to the element task (charter-elements)
+        self.counts_elements = charter.incident is not None
         # Rebalances so far. Whatever was started before one (a changelog read, a batch of forwarded calls) must
         # not leave anything behind after it: a task or read progress from before belongs to an assignment that is
         # gone (tests/kafka/test_live.py::test_a_worker_leaving_after_the_last_event_leaves_no_window_open).
         self.generation = 0
         # Tasks whose flush failed, by key, until the rebalance that fail() asks for
-        self.parked: set[int | None] = set()
+        self.parked: set[int | str | None] = set()
         self._background: set[asyncio.Future] = set()
 
     def _transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
@@ -114,8 +127,14 @@ class Tasks:
 
     # ------------------------------------------------------------ load
 
-    async def _load(self, key: int | None, changelog: TopicPartition, txn_id: str, restore: Restore, rows: RowsOf,
-                    ack: Ack) -> LiveTask | None:
+    def _tasks(self) -> list[LiveTask]:
+        return [*self.main.values(), *(lt for lt in (self.hotline, self.elements) if lt is not None)]
+
+    def _engine(self) -> Engine:
+        return Engine(self.charter, track_dirty=True, report_elements=self.counts_elements)
+
+    async def _load(self, key: int | str | None, changelog: TopicPartition, txn_id: str, restore: Restore,
+                    rows: RowsOf, ack: Ack, make: Callable[[], Any] | None = None) -> LiveTask | None:
         """A task whose engine holds the stored rows of one state partition, with (exactly-once) its transactional
         producer; None if a rebalance came while it was read.
 
@@ -128,9 +147,10 @@ class Tasks:
         if self.eos:
             txn = self._txn_factory(txn_id)
             await txn.start()
-        engine = Engine(self.charter, track_dirty=True)
+        engine = (make or self._engine)()
         restore(engine, (await self._read(self.settings, changelog)).items())
-        engine.rebuild_deadlines()
+        if isinstance(engine, Engine):
+            engine.rebuild_deadlines()
         if self.metrics is not None:
             self.metrics.load_seconds.observe(time.monotonic() - started)
         lt = LiveTask(key, engine, changelog, rows, ack, txn)
@@ -169,6 +189,21 @@ class Tasks:
             engine = lt.task.engine
             log.info("hotline: %d calls, %d windows loaded", len(engine.calls), len(engine.windows))
         return self.hotline
+
+    async def elements_task(self, ack: Ack) -> LiveTask | None:
+        """The element task (SPEC 10: incidents), loaded from its changelog if need be; None if a rebalance came
+        meanwhile or it is parked."""
+        if self.elements is None:
+            if ELEMENTS in self.parked:
+                return None
+            lt = await self._load(ELEMENTS, TopicPartition(self.elements_changelog, 0),
+                                  f"{self.settings.app_id}-elements", restore_elements, element_rows, ack,
+                                  make=lambda: ElementEngine(self.charter))
+            if lt is None:
+                return None
+            self.elements = lt
+            log.info("elements: %d elements with customers out loaded", len(lt.task.engine.elements))
+        return self.elements
 
     # ------------------------------------------------------------ flush
 
@@ -217,28 +252,53 @@ class Tasks:
         """Apply what may be applied, then flush."""
         lt.pushed = 0
         lt.absorb(lt.task.step(read_until, now=now))
+        if self.counts_elements and isinstance(lt.key, int):
+            self._forward_elements(lt)
         if lt.catching_up:
             lt.catching_up = None in read_until.values() or len(lt.task.merger) > 0
-        elif lt.key is not None and self._lag is not None:
+        elif isinstance(lt.key, int) and self._lag is not None:
             lt.catching_up = self._lag(lt.key) >= CATCHING_UP_LAG
         if self.metrics is not None:
-            subscribers = len(lt.task.engine.subscribers) if lt.key is not None else None
+            subscribers = len(lt.task.engine.subscribers) if isinstance(lt.key, int) else None
             self.metrics.partition_state("hotline" if lt.key is None else lt.key, subscribers, lt.catching_up)
         await self.flush(lt)
 
-    def not_ready(self, key: int | None) -> str | None:
-        """Why the task of ``key`` (a partition number; None: the hotline) is not ready, or None if it is."""
+    def _forward_elements(self, lt: LiveTask) -> None:
+        """A partition task's element changes go, in its flush (the same transaction as its rows), to the element
+        task, followed by a watermark: every change of this partition before that instant has been sent. The
+        watermark is the engine's clock less the grace, as a deadline's (SPEC 5): an event appended within the
+        grace may still come before it. It goes with every flush that has changes, and at least once a second
+        (the element task's clock is the smallest of the partitions' watermarks)."""
+        engine = lt.task.engine
+        p = lt.key
+        changes = engine.take_element_changes()
+        lt.out += [(ELEMENTS_TOPIC, c.element_id, {"s": p, "c": c.to_dict()}) for c in changes]
+        if engine.clock is None:
+            return
+        wm = engine.clock - self.charter.grace_us
+        if changes or lt.element_wm is None or wm - lt.element_wm >= WATERMARK_EVERY_US:
+            lt.element_wm = wm
+            lt.out.append((ELEMENTS_TOPIC, None, {"s": p, "wm": wm}))
+
+    def _task(self, key: int | str | None) -> LiveTask | None:
+        if key is None:
+            return self.hotline
+        if key == ELEMENTS:
+            return self.elements
+        return self.main.get(key)
+
+    def not_ready(self, key: int | str | None) -> str | None:
+        """Why the task of ``key`` (a partition number; None: the hotline; ELEMENTS) is not ready, or None."""
         if key in self.parked:
             return "parked after a failed transaction (until the rebalance it asked for)"
-        lt = self.hotline if key is None else self.main.get(key)
+        lt = self._task(key)
         if lt is None:
             return "state not loaded"
         return "catching up" if lt.catching_up else None
 
     async def settle(self) -> None:
         """Wait for the flushes in flight (bounded by the session timeout)."""
-        flushing = [lt.flushing for lt in (*self.main.values(), self.hotline)
-                    if lt is not None and lt.flushing is not None]
+        flushing = [lt.flushing for lt in self._tasks() if lt.flushing is not None]
         if flushing:
             await asyncio.wait(flushing, timeout=self.settings.session_timeout)
 
@@ -254,9 +314,9 @@ class Tasks:
         """
         self.generation += 1
         self.parked.clear()
-        dropped = [*self.main.values(), *([self.hotline] if self.hotline is not None else [])]
+        dropped = self._tasks()
         self.main.clear()
-        self.hotline = None
+        self.hotline = self.elements = None
         for lt in dropped:
             lt.dropped = True  # an agent awaiting its flush will start no further write for it
         flushing = [lt.flushing for lt in dropped if lt.flushing is not None]
@@ -285,7 +345,7 @@ class Tasks:
         itself, so it is asked for here (docs/reliability.md).
         """
         log.warning("%s: its flush did not land; the task is dropped, the partition parked and a rebalance asked "
-                    "for", "hotline" if lt.key is None else f"partition {lt.key}")
+                    "for", lt.name)
         if self.metrics is not None:
             self.metrics.transactions_failed.inc()
         lt.dropped = True
@@ -293,6 +353,9 @@ class Tasks:
         if lt.key is None:
             if self.hotline is lt:
                 self.hotline = None
+        elif lt.key == ELEMENTS:
+            if self.elements is lt:
+                self.elements = None
         elif self.main.get(lt.key) is lt:
             del self.main[lt.key]
         self.drop(lt)

@@ -507,8 +507,7 @@ class LocalBroker:
 
 
 def seconds_charter_with_grace(path: Path, grace_seconds: float) -> Path:
-    """The shipped alice-2007-seconds charter with another ``grace_seconds`` (and name), written to ``path``, without
-    its ``incident`` section until the live worker counts incidents."""
+    """The shipped alice-2007-seconds charter with another ``grace_seconds`` (and name), written to ``path``."""
     text = (REPO / "streams" / "charters" / "alice-2007-seconds.yaml").read_text(encoding="utf-8")
     lines = []
     for line in text.splitlines():
@@ -516,8 +515,6 @@ def seconds_charter_with_grace(path: Path, grace_seconds: float) -> Path:
             line = f"grace_seconds: {float(grace_seconds)}"
         elif line.startswith("name:"):
             line = f"name: alice-2007-seconds-grace{int(grace_seconds)}"
-        elif line.startswith("incident:"):
-            continue  # the live worker does not count incidents yet (SPEC 10): these tests compare it with replay
         lines.append(line)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

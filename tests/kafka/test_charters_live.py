@@ -5,13 +5,17 @@ Both against a real broker, compared with what ``charter replay`` gives for the 
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from streams.core.timeutil import to_us
 from streams.gen import generate
 from streams.settings import settings_from_env
 from streams.topics import ensure_topics
 from tests.kafka.harness import (
+    HORIZON,
     REPO,
     OutputReader,
     diff,
@@ -136,5 +140,77 @@ def test_a_skewed_backlog_pauses_the_source_that_floods_the_merge(deployment):
         log = worker.log_text()
         assert "paused: 300 events wait in its merge buffer" in log, "no source was paused: the test proves nothing"
         assert "resumed: its merge buffer is down to half" in log
+    finally:
+        reader.close()
+
+
+def element_failure(t0: datetime, customers: int, element: str, down_at: float, up_at: float) -> list[dict]:
+    """``customers`` customers on one network element (spread over every partition by their ids): each has its line
+    active, then all go down within a second (the element fails) and come back together."""
+    rng = random.Random(17)
+    ev: list[tuple[float, str, dict]] = []
+
+    def add(at: float, topic: str, **value) -> None:
+        value["event_id"] = f"x{len(ev)}"
+        value["occurred_at"] = iso(t0 + timedelta(seconds=at))
+        ev.append((at, topic, value))
+
+    for i in range(customers):
+        c = f"E{i:04d}"
+        add(rng.uniform(0, 1), "service-status", customer_id=c, service="internet", status="down",
+            element_id=element)
+        add(down_at + rng.uniform(0, 1), "service-status", customer_id=c, service="tv", status="down",
+            element_id=element)
+        add(up_at + rng.uniform(0, 1), "service-status", customer_id=c, service="internet", status="up")
+        add(up_at + 1.5 + rng.uniform(0, 1), "service-status", customer_id=c, service="tv", status="up")
+    ev.sort(key=lambda e: e[0])
+    return [{"topic": topic, "value": value} for _, topic, value in ev]
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_an_incident_across_every_partition_survives_a_sigkill(deployment, guarantee):
+    """SPEC 10 live: 48 customers of one element, spread over 8 partitions and two workers, go down; the incident
+    opens at the 30th (the test charter's min_customers), the worker that counts it is SIGKILLed while it is open
+    and restarted, then everybody comes back: exactly one `open` and one `closed` record, with the same id, and every
+    output equals replay's."""
+    dep = deployment(partitions=8, CHARTER_PROCESSING_GUARANTEE=guarantee)
+    workers = [dep.worker().start(), dep.worker().start()]
+    wait_for(lambda: all("partition" in w.log_text() and "loaded" in w.log_text() for w in workers), 60,
+             "both workers' shares")
+    records = element_failure(datetime.now(UTC) + timedelta(seconds=2), 48, "OLT-7", down_at=0.2, up_at=16)
+    lines = lines_of(records)
+    reader = OutputReader(dep, isolation_level="read_committed" if guarantee == "exactly_once" else
+                          "read_uncommitted")
+    try:
+        publisher = threading.Thread(target=publish_records, args=(dep, records), daemon=True)
+        publisher.start()
+        wait_for(lambda: any(t == "incident" for t, _, _ in reader.snapshot()), 40, "the incident to open")
+        # the element task's owner: the worker that loaded it last (log lines start with their time)
+        owner = max(workers, key=lambda w: max((line for line in w.log_text().splitlines() if "elements:" in line),
+                                               default=""))
+        owner.kill()
+        owner.start()
+        publisher.join()
+        last = max(datetime.fromisoformat(r["value"]["occurred_at"]) for r in records)
+        until = last + timedelta(seconds=HORIZON)
+        expected = expected_outputs(lines, dep.charter, to_us(until))
+        wait_for(lambda: datetime.now(UTC) > until, HORIZON + 40, "the scenario's horizon")
+
+        def same() -> bool:
+            actual = normalize(reader.snapshot())
+            return set(actual) == set(expected) and all(actual[k] >= n for k, n in expected.items())
+
+        try:
+            wait_for(same, 60, "live outputs to equal replay's")
+        except AssertionError:
+            raise AssertionError(diff(expected, normalize(reader.snapshot()))) from None
+        out = reader.snapshot()
+        incidents = [v for t, _, v in out if t == "incident"]
+        statuses = sorted({(v["status"], v["incident_id"]) for v in incidents})
+        assert [s for s, _ in statuses] == ["closed", "open"] and statuses[0][1] == statuses[1][1], incidents
+        if guarantee == "exactly_once":
+            no_repeats(out)
+            assert len(incidents) == 2
+        assert owner.starts == 2
     finally:
         reader.close()
