@@ -566,6 +566,12 @@ class Flapping:
     duration and offset from ``start`` (1/86400: days become seconds, for ``alice-2007-seconds``). Event ids are
     ``<customer>-<cycle>d`` and ``<customer>-<cycle>u``. ``records`` is in arrival order; ``outages`` lists the long
     outages actually generated as ``(start µs, down event id, length µs)``.
+
+    Live, in seconds (``alice-2007-seconds``: a day is a second; give the charter ``dedup_retention`` scaled too,
+    e.g. ``7s``, or ``42ms`` for an hour): ``Flapping("FLAP-L", days=30, long_outages=[(3, 25 * 3600),
+    (10, 80 * 3600), (20, 200 * 3600)], late_every=1000, scale=1 / 86400).records`` is 30 s of traffic (about
+    10,000 events) to produce in that order; ``tests.test_bounded_state.expected_outage_compensations`` gives what
+    it must pay, from ``outages`` alone.
     """
 
     def __init__(self, customer_id: str = "FLAP-1", *, start: datetime = DEFAULT_START, days: float = 730.0,
