@@ -93,7 +93,7 @@ class ElementEngine:
     def __init__(self, charter: Charter) -> None:
         self.charter = charter
         self.min_customers = None if charter.incident is None else charter.incident.min_customers
-        self.retention = getattr(charter, "dedup_retention", 7 * 86_400_000_000)
+        self.retention = charter.dedup_retention
         self.elements: dict[str, Element] = {}
         self.pending: list[ElementChange] = []  # all at one instant, not applied yet
         # keys of the rows changed since the last take_dirty (PENDING_KEY included), for live's changelog
