@@ -4,6 +4,7 @@ Both against a real broker, compared with what ``charter replay`` gives for the 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from datetime import UTC, datetime, timedelta
@@ -11,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from streams.core.timeutil import to_us
-from streams.gen import generate
+from streams.gen import Flapping, generate
 from streams.settings import settings_from_env
-from streams.topics import ensure_topics
+from streams.topics import SUBSCRIBERS_TABLE, changelog_name, ensure_topics
 from tests.kafka.harness import (
     HORIZON,
     REPO,
@@ -214,3 +215,64 @@ def test_an_incident_across_every_partition_survives_a_sigkill(deployment, guara
         assert owner.starts == 2
     finally:
         reader.close()
+
+
+def test_a_customer_flapping_for_two_years_keeps_a_small_row_live(deployment, tmp_path):
+    """Issue 12 live: two years of a box flapping every 5 minutes (streams.gen.Flapping, with long outages, copies
+    within the retention and late copies beyond it), published before the worker starts, under alice-2007 with a
+    dedup_retention of 1 h. The worker applies it under event time; every output is what replay gives (and the
+    compensations what tests/test_bounded_state.py computes from the scenario alone), and no row the worker wrote
+    for the customer reached 2 KB."""
+    from tests.test_bounded_state import expected_outage_compensations
+
+    text = (REPO / "streams" / "charters" / "alice-2007.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "alice-2007-1h.yaml"
+    path.write_text(text.replace("name: alice-2007", "name: alice-2007-1h") + "\ndedup_retention: 1h\n",
+                    encoding="utf-8")
+    dep = deployment(partitions=2, charter=str(path))
+    ensure_topics(settings_from_env(dep.env, create_topics=True))
+    flapping = Flapping("FLAP-L", start=(datetime.now(UTC) - timedelta(days=732)).replace(microsecond=0), days=730)
+    publish_records(dep, flapping.records, realtime=False)
+    reader = OutputReader(dep)
+    try:
+        dep.worker().start(wait=False)
+        now = to_us(datetime.now(UTC))
+        expected = expected_outputs(lines_of(flapping.records), dep.charter, now)
+        try:
+            wait_for(lambda: normalize(reader.snapshot()) == expected, 300, "live outputs to equal replay's")
+        except AssertionError:
+            raise AssertionError(diff(expected, normalize(reader.snapshot()))) from None
+        comps = [dict(v) for t, _, v in reader.snapshot() if t == "compensation"]
+        for c in comps:
+            c.pop("emitted_at", None)
+        assert comps == expected_outage_compensations(dep.charter, "FLAP-L", flapping.outages, ["internet"])
+    finally:
+        reader.close()
+    sizes = changelog_value_sizes(dep, changelog_name(settings_from_env(dep.env), SUBSCRIBERS_TABLE), 2)
+    assert len(sizes) > 10, "the worker wrote few rows of the customer: the test proves little"
+    assert max(sizes) < 2048, max(sizes)
+
+
+def changelog_value_sizes(dep, topic: str, partitions: int) -> list[int]:
+    """The size of every value in every partition of a changelog topic, read from the beginning."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def read() -> list[int]:
+        consumer = AIOKafkaConsumer(**dep.client_options(), enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            sizes: list[int] = []
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+            while await behind():
+                for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                    sizes += [len(m.value) for m in msgs if m.value is not None]
+            return sizes
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
