@@ -132,34 +132,20 @@ def _internal_topics(schemas: _Schemas, settings: Any) -> list[dict[str, Any]]:
          "description": "One partition. Every valid call-queue event, tagged with the call-queue partition it "
                         "came from, and, per fully forwarded call-queue partition, a watermark (the time of the "
                         "last fetch) that the hotline task takes as its wall clock.",
-         "payload": schemas.add("hotline-record", {
-             "oneOf": [
-                 {"type": "object", "title": "ForwardedCall", "required": ["s", "v"],
-                  "properties": {"s": {"type": "integer", "minimum": 0, "description": "call-queue partition"},
-                                 "v": {**call, "description": "the call-queue value as read"}}},
-                 {"type": "object", "title": "Watermark", "required": ["s", "wm"],
-                  "properties": {"s": {"type": "integer", "minimum": 0, "description": "call-queue partition"},
-                                 "wm": {"type": "integer", "description": "microseconds since the epoch: "
-                                        "everything of partition s appended before it has been forwarded"}}},
-             ]}),
+         "payload": schemas.add("hotline-record", _repartitioned(
+             "ForwardedCall", "v", {**call, "description": "the call-queue value as read"}, "call-queue partition",
+             "everything of partition s appended before it has been forwarded")),
          "key": _key("the call's queue; none for a watermark", ["string", "null"])},
         {"name": ELEMENTS_TOPIC, "plan": ELEMENTS_TOPIC, "title": "Element changes repartitioned to the element task",
          "description": "One partition. Each partition task sends, in the flush (and the transaction) that stores "
                         "the customer's state, a record when an outage opened on a network element begins or ends, "
                         "and a watermark at least once a second; the element task merges them by event time and "
                         "writes incident records (docs/design.md 'Prevention').",
-         "payload": schemas.add("element-record", {
-             "oneOf": [
-                 {"type": "object", "title": "ElementChange", "required": ["s", "c"],
-                  "properties": {"s": {"type": "integer", "minimum": 0, "description": "input partition"},
-                                 "c": {"type": "object", "description": "the change: element_id, customer_id, "
-                                       "opened, at (µs), stake_cents, due (µs or null)",
-                                       "required": ["element_id", "customer_id", "opened", "at"]}}},
-                 {"type": "object", "title": "Watermark", "required": ["s", "wm"],
-                  "properties": {"s": {"type": "integer", "minimum": 0, "description": "input partition"},
-                                 "wm": {"type": "integer", "description": "microseconds since the epoch: every "
-                                        "change of partition s before it has been sent"}}},
-             ]}),
+         "payload": schemas.add("element-record", _repartitioned(
+             "ElementChange", "c", {"type": "object", "description": "the change: element_id, customer_id, opened, "
+                                    "at (µs), stake_cents, due (µs or null)",
+                                    "required": ["element_id", "customer_id", "opened", "at"]},
+             "input partition", "every change of partition s before it has been sent")),
          "key": _key("the element id; none for a watermark", ["string", "null"])},
         {"name": "subscribers-changelog", "plan": changelog_name(settings, SUBSCRIBERS_TABLE),
          "address": "{appId}-subscribers-changelog",
@@ -185,6 +171,17 @@ def _internal_topics(schemas: _Schemas, settings: Any) -> list[dict[str, Any]]:
          "payload": schemas.add("element-row", _state_row("the customers out on one element and its open incident")),
          "key": _key("'e' 0x1F '<element_id>'")},
     ]
+
+
+def _repartitioned(title: str, field: str, item: dict[str, Any], source: str, watermark: str) -> dict[str, Any]:
+    """A record of a one-partition repartition topic: an item tagged with its source partition, or a watermark."""
+    s = {"type": "integer", "minimum": 0, "description": source}
+    return {"oneOf": [
+        {"type": "object", "title": title, "required": ["s", field], "properties": {"s": s, field: item}},
+        {"type": "object", "title": "Watermark", "required": ["s", "wm"],
+         "properties": {"s": s,
+                        "wm": {"type": "integer", "description": f"microseconds since the epoch: {watermark}"}}},
+    ]}
 
 
 def _state_row(what: str) -> dict[str, Any]:

@@ -68,13 +68,18 @@ def test_the_v1_fixture_holds_every_kind_of_row(v1):
     assert any(w.closed for w in wins) and any(not w.closed for w in wins)
 
 
+def _rest_of_the_scenario(v1: dict[str, Any], charter: Any) -> list[Any]:
+    """What an engine that never stopped outputs after the fixture's cut."""
+    lines, cut = v1["lines"], v1["applied_lines"]
+    whole = Engine(charter)
+    _feed(whole, lines[:cut], 1)
+    return _feed(whole, lines[cut:], cut + 1) + whole.finish()
+
+
 def test_state_from_v1_rows_continues_the_scenario_exactly(v1):
     charter = load_charter()
     lines, cut = v1["lines"], v1["applied_lines"]
-
-    whole = Engine(charter)
-    _feed(whole, lines[:cut], 1)
-    expected = _feed(whole, lines[cut:], cut + 1) + whole.finish()
+    expected = _rest_of_the_scenario(v1, charter)
 
     restored = restore(v1, Engine(charter))
     actual = _feed(restored, lines[cut:], cut + 1) + restored.finish()
@@ -151,9 +156,7 @@ def test_rows_written_before_dedup_retention_continue_their_scenario_exactly(v1)
     assert all('"seen"' in row and '"ids"' not in row for row in v2["subscribers"].values())
     charter = load_charter()
     lines, cut = v1["lines"], v1["applied_lines"]
-    whole = Engine(charter)
-    _feed(whole, lines[:cut], 1)
-    expected = _feed(whole, lines[cut:], cut + 1) + whole.finish()
+    expected = _rest_of_the_scenario(v1, charter)
     restored = restore(v2, Engine(charter))
     assert _feed(restored, lines[cut:], cut + 1) + restored.finish() == expected
     # and a copy of an event applied before the upgrade is still recognised after it
