@@ -67,9 +67,6 @@ def run(bootstrap: str, group: str, out_topic: str, total: int, topics: list[str
 
     # the environment's CHARTER_* security settings, as the worker takes them
     broker = ConnectionConfig(**connection_config(Settings(bootstrap_servers=bootstrap)))
-    app = Application(broker_address=broker, consumer_group=group, auto_offset_reset="earliest",
-                      state_dir=tempfile.mkdtemp(prefix="quix-ceiling-"), loglevel="WARNING")
-    sink = app.topic(out_topic, key_serializer="bytes", value_serializer="bytes")
     state: dict[str, Any] = {"n": 0, "t0": None}
     loads, dumps = orjson.loads, orjson.dumps
 
@@ -80,13 +77,18 @@ def run(bootstrap: str, group: str, out_topic: str, total: int, topics: list[str
         v = loads(value)
         return dumps({"customer_id": v["customer_id"], "event_id": v["event_id"]})
 
-    for name in topics:
-        sdf = app.dataframe(app.topic(name, key_deserializer="bytes", value_deserializer="bytes"))
-        sdf.apply(forward).to_topic(sink)
-    # count: stop after N outputs (one per input); timeout: give up after this long with no message (after the
-    # first assignment), instead of hanging when fewer messages than N are there
-    app.run(count=total, timeout=idle_timeout, collect=False)
-    end = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="quix-ceiling-") as state_dir:  # stateless: nothing is written there
+        app = Application(broker_address=broker, consumer_group=group, auto_offset_reset="earliest",
+                          state_dir=state_dir, loglevel="WARNING")
+        sink = app.topic(out_topic, key_serializer="bytes", value_serializer="bytes")
+        for name in topics:
+            sdf = app.dataframe(app.topic(name, key_deserializer="bytes", value_deserializer="bytes"))
+            sdf = sdf.apply(forward)
+            sdf.to_topic(sink)  # keyed by the input's key
+        # count: stop after N outputs (one per input); timeout: give up after this long without a message (counted
+        # from the first assignment) instead of hanging when fewer than N messages are there
+        app.run(count=total, timeout=idle_timeout, collect=False)
+        end = time.monotonic()
     if state["n"] < total:
         raise RuntimeError(f"stopped after {state['n']} of {total} messages: none came for {idle_timeout:.0f} s")
     seconds = end - state["t0"]
