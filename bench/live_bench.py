@@ -14,10 +14,14 @@ the deployment that loaded them, since loading a million subscribers is itself m
    bytes written straight into producer batches (acks=1, linger), keyed and partitioned like any producer;
 2. ceiling: a raw aiokafka consume-then-produce loop (its own consumer group) over those same messages: same
    topics and partitions, faust's consumer and producer batch settings, orjson parse of every value, one small
-   output per input. events/s = messages / (last output acked - first batch received);
+   output per input. events/s = messages / (last output acked - first batch received). The same work, one cold
+   pass each in a group of its own, by a minimal faust agent (bench/faust_ceiling.py) and by a minimal Quix Streams
+   application (bench/quix_ceiling.py: what a user would pick instead of us; optional, null when quixstreams is not
+   installed, ``pip install -e '.[bench]'``);
 3. worker: ``python -m streams.cli worker`` on those messages. events/s from the consumer group's committed
    offsets (polled with an admin client): messages committed between the first commit seen and the commit
-   reaching the end offsets, over that time. ``ratio`` = worker / ceiling;
+   reaching the end offsets, over that time. ``ratio`` = worker / ceiling; ``ratio_to_faust`` and
+   ``ratio_to_quix`` = worker / the faust agent and the quix app;
 4. memory: the worker's RSS (psutil) once it holds the N subscribers, minus its RSS when it was ready
    (before any state), per subscriber; also after the recovery below (state rebuilt from the changelog);
 5. deadline latency: a background load of half the measured worker rate for ``window + 24 h`` (scaled: 10 s),
@@ -672,6 +676,7 @@ class Bench:
             await self.phase_preload()
             await self.phase_ceiling()
             await self.phase_faust_ceiling()
+            await self.phase_quix_ceiling()
             await self.phase_throughput()
             self.phase_memory()
             await self.phase_row_sizes()
@@ -735,6 +740,28 @@ class Bench:
         say(f"faust ceiling: a minimal faust agent doing the same {res['events_per_s']:,.0f} events/s "
             f"({res['messages']:,} in {res['seconds']:.1f} s, one pass, first message to last output acked)")
 
+    async def phase_quix_ceiling(self) -> None:
+        """What a user would pick instead: the same work by a minimal Quix Streams application
+        (bench/quix_ceiling.py), one cold pass in its own group. Optional: null, with the reason, when quixstreams is
+        not installed or the application fails; the worker's numbers do not depend on it."""
+        cmd = [sys.executable, "-m", "bench.quix_ceiling", "--bootstrap", self.bootstrap,
+               "--group", f"bench-quix-{self.tag}", "--out-topic", self.topic(CEILING_OUT),
+               "--total", str(self.messages), "--topics", *[self.topic(t) for t in CUSTOMER_TOPICS]]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+            res, why = quix_result(r.returncode, r.stdout, r.stderr)
+        except subprocess.TimeoutExpired:
+            res, why = None, "the quix app did not finish within 1800 s"
+        self.m["quix_events_per_s"] = None if res is None else round(res["events_per_s"])
+        if res is None:
+            self.m["quix_error"] = why
+            say(f"quix app: not measured: {why}")
+            return
+        self.m["quixstreams_version"] = res.get("quixstreams_version")
+        say(f"quix app: a minimal Quix Streams {res.get('quixstreams_version', '')} application doing the same "
+            f"{res['events_per_s']:,.0f} events/s ({res['messages']:,} in {res['seconds']:.1f} s, one pass, first "
+            "message to the application stopped, every output acknowledged)")
+
     async def phase_throughput(self) -> None:
         self.worker = w = Worker(self.workdir, self.worker_env(), Path(self.args.worker_repo or ROOT))
         w.start()
@@ -762,10 +789,12 @@ class Bench:
         self.m["worker_events_per_s_commit_slope"] = None if slope is None else round(slope)
         self.m["worker_seconds"] = round(t_done - t_ready, 2)
         self.m["ratio"] = round(rate / self.m["ceiling_events_per_s"], 4)
-        self.m["ratio_to_faust"] = round(rate / self.m["faust_ceiling_events_per_s"], 4)
+        self.m["ratio_to_faust"] = ratio_to(rate, self.m["faust_ceiling_events_per_s"])
+        self.m["ratio_to_quix"] = ratio_to(rate, self.m.get("quix_events_per_s"))
         say(f"worker: {rate:,.0f} events/s ({self.messages:,} from ready to all committed in {t_done - t_ready:.1f} s; "
             f"commit slope {'n/a' if slope is None else f'{slope:,.0f}/s'}; ready {self.m['worker_ready_s']} s after "
-            f"start), ratio {self.m['ratio']:.4f} (to the faust agent: {self.m['ratio_to_faust']:.3f})")
+            f"start), ratio {self.m['ratio']:.4f} (to the faust agent: {_f(self.m['ratio_to_faust'], 3)}, to the "
+            f"quix app: {_f(self.m['ratio_to_quix'], 3)})")
 
     async def phase_empty_worker(self) -> None:
         """The worker's RSS with no state: started on the empty deployment, measured when ready, stopped."""
@@ -1057,8 +1086,32 @@ def _r(x: float | None) -> float | None:
     return None if x is None or x != x else round(x, 3)
 
 
-def _f(x: float | None) -> str:
-    return "n/a" if x is None or x != x else f"{x:.2f}"
+def _f(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def ratio_to(rate: float, other: float | None) -> float | None:
+    """``rate / other`` (4 decimals), or None when the other side was not measured (None or 0 events/s)."""
+    return round(rate / other, 4) if other else None
+
+
+def quix_result(returncode: int, stdout: str, stderr: str) -> tuple[dict[str, Any] | None, str | None]:
+    """bench/quix_ceiling.py's measurement from its exit status and output, or None and one line saying why not
+    (quixstreams not installed, the application failed): never the child's whole traceback."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else f"exit status {returncode}, nothing on stderr"
+    if returncode != 0:
+        from bench.quix_ceiling import NOT_INSTALLED
+
+        return None, last if returncode == NOT_INSTALLED else f"the quix app failed: {last}"
+    for line in reversed(stdout.splitlines()):
+        try:
+            res = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(res, dict) and isinstance(res.get("events_per_s"), int | float) and res["events_per_s"] > 0:
+            return res, None
+    return None, f"the quix app printed no result: {last}"
 
 
 def machine() -> dict[str, Any]:
