@@ -10,7 +10,6 @@ what faust's per-message path costs and what our adapter adds on top of it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -22,6 +21,8 @@ from typing import Any
 
 import faust
 import orjson
+
+from bench.ceiling_args import ceiling_parser
 
 
 def run(bootstrap: str, group: str, out_topic: str, total: int, topics: list[str]) -> None:
@@ -66,13 +67,7 @@ def run(bootstrap: str, group: str, out_topic: str, total: int, topics: list[str
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.faust_ceiling")
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--group", required=True)
-    p.add_argument("--out-topic", required=True)
-    p.add_argument("--total", type=int, required=True)
-    p.add_argument("--topics", nargs="+", required=True)
-    a = p.parse_args()
+    a = ceiling_parser("python -m bench.faust_ceiling").parse_args()
     sys.argv = sys.argv[:1]  # faust's Worker parses the command line itself
     run(a.bootstrap, a.group, a.out_topic, a.total, a.topics)
 

@@ -23,7 +23,6 @@ orjson too in 3.x; explicit keeps the work identical to the other ceilings whate
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -31,6 +30,8 @@ import time
 from typing import Any
 
 import orjson
+
+from bench.ceiling_args import ceiling_parser
 
 NOT_INSTALLED = 3  # exit status: quixstreams cannot be imported (the optional `bench` extra is not installed)
 
@@ -97,12 +98,7 @@ def run(bootstrap: str, group: str, out_topic: str, total: int, topics: list[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.quix_ceiling")
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--group", required=True)
-    p.add_argument("--out-topic", required=True)
-    p.add_argument("--total", type=int, required=True)
-    p.add_argument("--topics", nargs="+", required=True)
+    p = ceiling_parser("python -m bench.quix_ceiling")
     p.add_argument("--idle-timeout", type=float, default=60.0, help="seconds without a message before giving up")
     a = p.parse_args(argv)
     try:
