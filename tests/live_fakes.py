@@ -51,7 +51,8 @@ class Stream:
 class View:
     """The consumer's state as the adapter reads it (streams.live.progress.ConsumerView's interface)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: list) -> None:
+        self.log = log
         self.owned: set[TP] | None = None  # None: every partition is ours
         self.hw: dict[TP, int] = {}
         self.fetched_ms: dict[TP, int] = {}
@@ -67,6 +68,9 @@ class View:
 
     def request_rejoin(self) -> None:
         self.rejoins += 1
+
+    def ack(self, message: Message) -> None:
+        self.log.append(("ack", message.topic, message.offset))
 
     def highwater(self, tp: TP) -> int | None:
         return self.hw.get(tp)
@@ -157,7 +161,7 @@ class Driver:
         self.settings = Settings(partitions=2, topic_prefix=PREFIX, processing_guarantee=guarantee,
                                  bootstrap_servers="127.0.0.1:1", **settings)
         self.live = Live(self.settings, load_charter("alice-2007"))
-        self.view = View()
+        self.view = View(self.log)
         self.live.view = self.view
         self.live.progress.view = self.view
         self.delivery = Delivery(self.log)
@@ -202,11 +206,17 @@ class Driver:
             self.view.hw.setdefault(tp, self.offsets.get(tp, 0))
             self.view.fetched_ms[tp] = 4_000_000_000_000
 
-    async def run_main(self, events: Iterable[Event]) -> Stream:
-        stream = Stream(self.log, events)
-        await self.live._main_agent(stream)
+    async def run_main(self, events: Iterable[Event], fetch: int = 1) -> None:
+        """Deliver the events' messages to the batched path as the drain does, ``fetch`` messages per fetch
+        (grouped by topic-partition within a fetch, in order)."""
+        events = list(events)
+        for i in range(0, len(events), fetch):
+            batch: dict[TP, list[Message]] = {}
+            for event in events[i:i + fetch]:
+                batch.setdefault(event.message.tp, []).append(event.message)
+            await self.live._main_batch(batch)
+            await asyncio.sleep(0)  # let background flushes run, as the drain's awaits do
         await self.settle()
-        return stream
 
     async def run_elements(self, events: Iterable[Event]) -> Stream:
         stream = Stream(self.log, events)

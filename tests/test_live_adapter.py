@@ -44,7 +44,7 @@ def test_nothing_is_acked_before_its_outputs_are_delivered():
         d = Driver()
         d.quiet(0)
         d.delivery.hold()
-        await d.live._main_agent(_stream(d, [d.message("switch-claim", 0, claim("e1")), d.tick(0)]))
+        await d.live._main_batch(_fetch([d.message("switch-claim", 0, claim("e1")), d.tick(0)]))
         for _ in range(20):
             await asyncio.sleep(0)
         before = d.kinds("ack", "delivered")
@@ -57,26 +57,38 @@ def test_nothing_is_acked_before_its_outputs_are_delivered():
     assert ("ack", PREFIX + "switch-claim", 0) in d.log
 
 
-def _stream(d: Driver, events):
-    from tests.live_fakes import Stream
-
-    return Stream(d.log, events)
+def _fetch(events) -> dict:
+    """One fetch's batch, as the drain hands it over (messages grouped by topic-partition, in order)."""
+    batch: dict = {}
+    for event in events:
+        batch.setdefault(event.message.tp, []).append(event.message)
+    return batch
 
 
 def test_a_dead_letter_is_acked_only_after_the_held_input_before_it():
     async def scenario():
         d = Driver()
         d.quiet(0)
-        stream = _stream(d, [d.message("switch-claim", 0, claim("e1")), d.message("switch-claim", 0, b"not json")])
-        await d.live._main_agent(stream)
-        await d.settle()
-        before_tick = d.kinds("ack")
-        await d.run_main([d.tick(0)])
-        return before_tick, d
+        d.delivery.hold()  # the dead letter lands, the claim's flush does not yet
+        dead_letter_send = d.delivery.send
 
-    before_tick, d = run(scenario())
+        async def dead_letter_delivered_at_once(topic, *args):
+            future = await dead_letter_send(topic, *args)
+            return asyncio.sleep(0) if topic == PREFIX + "dead-letter" else future
+
+        d.live.sink._send = dead_letter_delivered_at_once
+        await d.live._main_batch(_fetch([d.message("switch-claim", 0, claim("e1")),
+                                         d.message("switch-claim", 0, b"not json")]))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        before = d.kinds("ack")
+        d.delivery.release()
+        await d.settle()
+        return before, d
+
+    before, d = run(scenario())
     assert ("send", PREFIX + "dead-letter", None) in d.log
-    assert before_tick == [], "the dead letter was acked while the valid claim before it was still held"
+    assert before == [], "the dead letter was acked while the valid claim before it was still held"
     acks = [(t, o) for _, t, o in d.kinds("ack") if t == PREFIX + "switch-claim"]
     assert acks == [(PREFIX + "switch-claim", 0), (PREFIX + "switch-claim", 1)]
 
@@ -138,9 +150,9 @@ def test_a_failed_transaction_parks_the_partition_and_asks_for_a_rebalance():
     async def scenario():
         d = Driver("exactly_once")
         d.quiet(0)
-        await d.run_main([d.message("switch-claim", 0, claim("e1"))])
+        await d.run_main([d.tick(0)])  # the task is loaded
         d.producers[0].fail = True
-        await d.run_main([d.tick(0)])  # its transaction fails in the background flush
+        await d.run_main([d.message("switch-claim", 0, claim("e1"))])  # its transaction fails in the flush
         assert 0 not in d.live.tasks.main, "a task whose transaction failed is kept"
         # a broker outage fails a transaction without fencing: nothing else would bring the rebalance
         assert d.view.rejoins == 1, "no rebalance was asked for: the partition would stay parked"
@@ -162,15 +174,15 @@ def test_a_failed_transaction_parks_the_partition_and_asks_for_a_rebalance():
 
 
 def test_a_source_flooding_a_waiting_merge_is_paused_until_half_of_it_is_applied():
-    """The merge waits on a topic-partition that is behind (order-placed) while another (switch-claim) floods it:
+    """The merge waits on a topic-partition that is behind (line-activation) while another (switch-claim) floods it:
     the flooding one is paused at CHARTER_MAX_BUFFERED events held, resumed once the merge has applied them."""
-    waiting = TP(PREFIX + "order-placed", 0)
+    waiting = TP(PREFIX + "line-activation", 0)
     flooding = TP(PREFIX + "switch-claim", 0)
 
     async def scenario():
         d = Driver(max_buffered=10)
         d.quiet(0)
-        d.view.hw[waiting] = 3  # three order-placed messages appended, none received: the merge must wait
+        d.view.hw[waiting] = 3  # three line-activation messages appended, none received: the merge must wait
         await d.run_main([d.message("switch-claim", 0, claim(f"e{i}", customer=f"C{i}")) for i in range(25)])
         held = d.live.tasks.main[0].task.merger.buffered(flooding)
         flow_while_waiting = list(d.view.flow)
@@ -179,7 +191,7 @@ def test_a_source_flooding_a_waiting_merge_is_paused_until_half_of_it_is_applied
         return d, held, flow_while_waiting
 
     d, held, flow_while_waiting = run(scenario())
-    assert held == 25, "the merge applied claims while an earlier order could still arrive"
+    assert held == 25, "the merge applied claims while an earlier activation could still arrive"
     assert flow_while_waiting == [("pause", flooding)]
     assert d.view.flow == [("pause", flooding), ("resume", flooding)]
     assert d.live.tasks.main[0].task.merger.buffered(flooding) == 0
@@ -209,7 +221,7 @@ def test_a_revoke_waits_for_the_flush_in_flight_and_the_dropped_task_acks_nothin
         d = Driver()
         d.quiet(0)
         d.delivery.hold()
-        await d.live._main_agent(_stream(d, [d.message("switch-claim", 0, claim("e1")), d.tick(0)]))
+        await d.live._main_batch(_fetch([d.message("switch-claim", 0, claim("e1")), d.tick(0)]))
         revoke = asyncio.ensure_future(d.live._on_revoked(d.live.app, []))
         for _ in range(20):
             await asyncio.sleep(0)
@@ -228,7 +240,7 @@ def test_a_revoke_waits_for_the_flush_in_flight_and_the_dropped_task_acks_nothin
 
 
 def test_a_partition_is_idle_once_read_to_the_high_watermark_of_the_last_fetch():
-    view = View()
+    view = View([])
     progress = ReadProgress(view)
     tp = TP("t", 0)
     assert not progress.idle(tp), "idle before any fetch"
@@ -246,7 +258,7 @@ def test_a_partition_is_idle_once_read_to_the_high_watermark_of_the_last_fetch()
 
 
 def test_read_until_is_the_last_fetch_time_only_while_idle():
-    view = View()
+    view = View([])
     progress = ReadProgress(view)
     tp = TP("t", 0)
     view.hw[tp] = 1

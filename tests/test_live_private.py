@@ -26,6 +26,7 @@ def _instances() -> dict[str, object]:
                 "aiokafka.AIOKafkaConsumer": kafka,
                 "aiokafka.consumer.subscription_state.SubscriptionState": kafka._subscription,
                 "mode.threads.ServiceThread": consumer._thread,
+                "mode.services.Service": consumer,
             }
         finally:
             await kafka.stop()

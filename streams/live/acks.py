@@ -9,10 +9,12 @@ from typing import Any
 class Held:
     """A received message until its ack is released: the token a partition task carries with the event."""
 
-    __slots__ = ("done", "event", "tp")
+    __slots__ = ("done", "event", "message", "tp")
 
-    def __init__(self, tp: Any, event: Any) -> None:
+    def __init__(self, tp: Any, event: Any, message: Any = None) -> None:
+        # event: what is acked (a faust stream's event, or the message itself on the batched path)
         self.tp, self.event, self.done = tp, event, False
+        self.message = event if message is None else message
 
 
 class InOrderAcks:
@@ -31,9 +33,10 @@ class InOrderAcks:
     def __init__(self) -> None:
         self._pending: dict[Any, deque[Held]] = {}  # tp -> its messages not acked yet, in the order received
 
-    def received(self, tp: Any, event: Any) -> Held:
-        """Note a message of ``tp`` as received (messages of a topic-partition arrive in offset order)."""
-        held = Held(tp, event)
+    def received(self, tp: Any, event: Any, message: Any = None) -> Held:
+        """Note a message of ``tp`` as received (messages of a topic-partition arrive in offset order); ``event``
+        is what will be acked, ``message`` the message (by default the event itself)."""
+        held = Held(tp, event, message)
         queue = self._pending.get(tp)
         if queue is None:
             queue = self._pending[tp] = deque()

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
@@ -42,7 +42,14 @@ from streams.connection import faust_options
 from streams.core import to_us
 from streams.core.changes import ElementChange
 from streams.live.metrics import Metrics
-from streams.live.progress import CONNECTIVITY, ConsumerView, ReadProgress, use_metadata_backoff, use_read_committed
+from streams.live.progress import (
+    CONNECTIVITY,
+    ConsumerView,
+    ReadProgress,
+    use_batched_drain,
+    use_metadata_backoff,
+    use_read_committed,
+)
 from streams.live.sink import Sink
 from streams.live.tasks import ELEMENTS, LiveTask, Tasks
 from streams.records import INVALID, decode_event, decode_message, describe_error
@@ -125,7 +132,9 @@ class Live:
         self.element_sources = Sources(settings.partitions)
         self._unprefixed: dict[str, str] = {}
 
-        app.agent(self.main_topic, name="charter_main")(self._main_agent)
+        # no agent: the customer topics and the clock take the batched path, one call per fetch
+        app.topics.add(self.main_topic)
+        use_batched_drain(app, self.main_topic.topics, self._main_batch)
         app.agent(self.call_topic, name="forward_calls")(self._forward_agent)
         app.agent(self.hotline_topic, name="hotline")(self._hotline_agent)
         app.agent(self.elements_topic, name="elements")(self._elements_agent)
@@ -211,38 +220,44 @@ class Live:
 
     # ------------------------------------------------------------ agents
 
-    async def _main_agent(self, stream: Any) -> None:
-        tasks, progress, events = self.tasks, self.progress, self.metrics.events
-        async for event in stream.noack().events():
-            message = event.message
-            tp = message.tp
-            if not self.view.owns(tp):
+    async def _main_batch(self, batch: Mapping[TP, list[Any]]) -> None:
+        """One fetch of the customer topics and the clock (streams.live.progress.use_batched_drain): every message
+        is pushed into its partition's task, then each partition touched is stepped (and flushed) once."""
+        tasks, progress, view = self.tasks, self.progress, self.view
+        touched: dict[int, LiveTask] = {}
+        for tp, messages in batch.items():
+            if not view.owns(tp):
                 continue  # delivered after its partition was revoked: the new owner processes it, not us
-            p = message.partition
-            lt = tasks.main.get(p) or await tasks.main_task(p, stream.ack)
+            p = tp.partition
+            lt = tasks.main.get(p) or await tasks.main_task(p, view.ack)
             if lt is None:
                 continue  # a rebalance came while its state was read (as for a revoked partition), or it is parked
-            if message.topic == self.clock_name:
-                await stream.ack(event)
-                await self._step_main(p, lt)
+            touched[p] = lt
+            if tp.topic == self.clock_name:
+                for message in messages:
+                    view.ack(message)
                 continue
-            progress.received(tp, message.offset)
-            topic = self._topic_name(message.topic)
-            held = lt.acks.received(tp, event)
-            ev = await self._decode(message, topic)
-            if ev is None:
-                await tasks.ack(lt, [held])  # once every message before it on its partition is applied
-                continue
-            events.labels(topic).inc()
-            lt.task.push(tp, to_us(ev.occurred_at), topic, ev, held)
-            # Events wait in the task's buffers until the next tick (every tick_interval) or until enough have
-            # arrived since the last step: stepping and flushing once per batch, not per event, is where the
-            # throughput comes from. (Counting what is buffered instead would step on every event while a
-            # blocked merge holds many.)
-            lt.pushed += 1
+            topic = self._topic_name(tp.topic)
+            received, push = lt.acks.received, lt.task.push
+            applied = 0
+            for message in messages:
+                held = received(tp, message)
+                try:
+                    ev = decode_message(topic, message.value)
+                except INVALID as e:
+                    await self.sink.dead_letter(message, describe_error(e))
+                    await tasks.ack(lt, [held])  # once every message before it on its partition is applied
+                    continue
+                applied += 1
+                push(tp, to_us(ev.occurred_at), topic, ev, held)
+            progress.received(tp, messages[-1].offset)
+            if applied:
+                self.metrics.events.labels(topic).inc(applied)
             if lt.task.merger.buffered(tp) >= self.settings.max_buffered and tp not in self.paused:
                 self._pause(tp)
-            if lt.pushed >= self.settings.flush_every:
+        # Stepping and flushing once per fetch and partition, not per event, is where the throughput comes from.
+        for p, lt in touched.items():
+            if tasks.main.get(p) is lt:
                 await self._step_main(p, lt)
 
     async def _step_main(self, p: int, lt: Any) -> None:
@@ -314,7 +329,7 @@ class Live:
                 sources.reset()
             rec = orjson.loads(event.message.value)
             s = rec["s"]
-            held = lt.acks.received(event.message.tp, event)
+            held = lt.acks.received(event.message.tp, event, event.message)
             if "wm" in rec:
                 sources.watermark(s, rec["wm"])
                 # acked once the items before it (of any source: one partition) are applied and written

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 log = logging.getLogger("charter.live")
@@ -30,6 +31,16 @@ PRIVATE_ATTRIBUTES = (
     ("mode.threads.ServiceThread", "thread_loop"),
     ("aiokafka.consumer.subscription_state.SubscriptionState", "reassignment_in_progress"),
     ("aiokafka.client.AIOKafkaClient", "_metadata_update"),
+    # the batched drain (use_batched_drain)
+    ("faust.transport.consumer.Consumer", "_drain_messages"),
+    ("faust.transport.consumer.Consumer", "_wait_next_records"),
+    ("faust.transport.consumer.Consumer", "_read_offset"),
+    ("faust.transport.consumer.Consumer", "_add_gap"),
+    ("faust.transport.consumer.Consumer", "_buffered_partitions"),
+    ("faust.transport.consumer.Consumer", "_n_acked"),
+    ("faust.transport.consumer.Consumer", "_commit_every"),
+    ("faust.transport.drivers.aiokafka.Consumer", "_to_message"),
+    ("mode.services.Service", "_stopped"),
 )
 
 
@@ -107,12 +118,114 @@ class ConsumerView:
         consumer = self._aiokafka()
         self._app.consumer._thread.thread_loop.call_soon_threadsafe(consumer._coordinator.request_rejoin)
 
+    def ack(self, message: Any) -> None:
+        """Mark a message delivered by the batched drain as processed: faust commits up to it (and every earlier
+        message of its topic-partition acked too) at its next commit."""
+        self._app.consumer.ack(message)
+
     def assignment(self) -> set[Any]:
         """faust's view of the current assignment (a copy), for the clock ticks; empty before the consumer starts."""
         try:
             return self._app.consumer.assignment()
         except Exception:  # not started yet
             return set()
+
+
+Batch = dict[Any, list[Any]]  # topic-partition -> its messages of one fetch, in offset order
+BatchHandler = Callable[[Batch], Awaitable[None]]
+
+
+def use_batched_drain(app: Any, topics: Collection[str], handler: BatchHandler) -> None:
+    """The messages of ``topics`` reach ``handler`` once per fetch, grouped by topic-partition, instead of one at a
+    time through faust's Conductor and agent streams; the other topics' messages still take faust's path.
+
+    faust's per-message path (``Consumer._drain_messages``: per message ``wait_first`` on two futures, then the
+    Conductor, a channel queue and the stream's iteration) capped the worker at a few thousand events/s, whatever
+    the work (docs/performance.md). Everything else stays faust's: group membership and the rebalance callbacks,
+    the seek to the committed offsets after an assignment, the fetch (``_wait_next_records``, which also waits
+    while the flow is stopped), and commits: the handler acks each message it is done with
+    (``ConsumerView.ack``, faust's ``Consumer.ack``) and faust's commit timer commits up to the acked offsets.
+    What is kept of faust's drain loop, per message: the read offset and the offset gaps (transaction markers,
+    compacted records), without which faust would never commit past a gap.
+
+    faust's per-message monitor hooks (``track_message``, the messages-received sensors) are not called for these
+    messages; the stream-inbound time its livelock check reads is set once per topic-partition and fetch.
+    """
+    consumer = app.consumer
+    batched = frozenset(topics)
+    log_ = logging.getLogger("charter.live")
+
+    async def drain(fetcher: Any) -> None:
+        consumer_stopped = consumer._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        read_offset = consumer._read_offset
+        to_message = consumer._to_message
+        acks_enabled_for = app.topics.acks_enabled_for
+        monitor = app.monitor
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                records, active = await consumer._wait_next_records(1.0)
+                # a fetch that returns at once (a backlog) must still let the rest of the event loop run
+                await asyncio.sleep(0)
+                if records is None or consumer.should_stop:
+                    continue
+                if not consumer.flow_active:
+                    # fetched while a rebalance stopped the flow: seek back to the committed offsets, as faust does
+                    try:
+                        await consumer.perform_seek()
+                    except Exception as exc:
+                        log_.warning("seek after a stopped flow failed: %r", exc)
+                    continue
+                generation = app.consumer_generation_id
+                batch: Batch = {}
+                now = time.monotonic()
+                for tp, rows in records.items():
+                    if app.consumer_generation_id != generation or not consumer.flow_active:
+                        break  # a rebalance began: what is left is fetched again after it
+                    if active is not None and tp not in active and tp not in consumer._buffered_partitions:
+                        continue
+                    messages = []
+                    r = read_offset[tp]
+                    for record in rows:
+                        offset = record.offset
+                        if r is not None and offset < r:
+                            continue  # already delivered (faust drops these too)
+                        if r and offset - r > 1 and acks_enabled_for(tp.topic):
+                            await consumer._add_gap(tp, r + 1, offset)
+                        r = offset
+                        messages.append(to_message(tp, record))
+                    if not messages:
+                        continue
+                    monitor.track_tp_end_offset(tp, consumer.highwater(tp))
+                    monitor.stream_inbound_time[tp] = now
+                    if tp.topic in batched:
+                        batch[tp] = messages
+                        read_offset[tp] = r
+                        continue
+                    callback, suspended = consumer.callback, consumer.suspend_flow.wait
+                    for message in messages:
+                        await consumer.wait_first(callback(message), suspended())
+                        read_offset[tp] = message.offset
+                if batch:
+                    await handler(batch)
+                commit_every = consumer._commit_every
+                if commit_every is not None and consumer._n_acked >= commit_every:
+                    consumer._n_acked = 0
+                    await consumer.commit()
+        except consumer.consumer_stopped_errors:
+            if app.should_stop:
+                log_.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            log_.exception("Drain messages raised: %r", exc)
+            raise
+
+    consumer._drain_messages = drain
 
 
 class ReadProgress:

@@ -62,9 +62,9 @@ class Sink:
     async def write(self, batch: Batch, changelog: TopicPartition, txn: Any = None) -> bool:
         """Dead letters of core failures, then the outputs, then the rows; True once everything has landed."""
         for held, exc in batch.failed:
-            log.error("core failed on %s offset %s: %s: %s", held.tp, held.event.message.offset,
+            log.error("core failed on %s offset %s: %s: %s", held.tp, held.message.offset,
                       type(exc).__name__, exc, exc_info=exc)
-            await self.dead_letter(held.event.message, f"processing error: {type(exc).__name__}: {exc}")
+            await self.dead_letter(held.message, f"processing error: {type(exc).__name__}: {exc}")
         if txn is not None:
             return await self._transaction(batch, changelog, txn)
         send, topic = self._send, self.settings.topic

@@ -51,7 +51,7 @@ if TXN_FAILS_ON:
     _failed = []
 
     async def _failing_transaction(self, batch, changelog, txn):
-        if not _failed and any(TXN_FAILS_ON.encode() in held.event.message.value for held in batch.acks):
+        if not _failed and any(TXN_FAILS_ON.encode() in held.message.value for held in batch.acks):
             _failed.append(TXN_FAILS_ON)
             try:
                 async with txn.transaction():
