@@ -225,6 +225,7 @@ class Live:
         is pushed into its partition's task, then each partition touched is stepped (and flushed) once."""
         tasks, progress, view = self.tasks, self.progress, self.view
         touched: dict[int, LiveTask] = {}
+        ticked: set[int] = set()
         for tp, messages in batch.items():
             if not view.owns(tp):
                 continue  # delivered after its partition was revoked: the new owner processes it, not us
@@ -236,6 +237,7 @@ class Live:
             if tp.topic == self.clock_name:
                 for message in messages:
                     view.ack(message)
+                ticked.add(p)
                 continue
             topic = self._topic_name(tp.topic)
             received, push = lt.acks.received, lt.task.push
@@ -255,9 +257,12 @@ class Live:
                 self.metrics.events.labels(topic).inc(applied)
             if lt.task.merger.buffered(tp) >= self.settings.max_buffered and tp not in self.paused:
                 self._pause(tp)
-        # Stepping and flushing once per fetch and partition, not per event, is where the throughput comes from.
+        # Stepping and flushing once per fetch and partition, not per event, is where the throughput comes from. A
+        # partition whose previous flush is still on its way to the broker is not stepped now: its events wait in
+        # its buffers for the next fetch or tick, so batches grow with the load instead of the fetch loop waiting
+        # on the broker (a tick steps it anyway, awaiting that flush: the clock must move).
         for p, lt in touched.items():
-            if tasks.main.get(p) is lt:
+            if tasks.main.get(p) is lt and (p in ticked or lt.flushing is None or lt.flushing.done()):
                 await self._step_main(p, lt)
 
     async def _step_main(self, p: int, lt: Any) -> None:
