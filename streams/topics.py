@@ -24,7 +24,7 @@ CUSTOMER_TOPICS: tuple[str, ...] = tuple(t for t in INPUT_TOPICS if KEY_FIELD[t]
 CALL_TOPIC = "call-queue"  # keyed by call_id: repartitioned by queue to the hotline
 OUTPUT_TOPICS: tuple[str, ...] = tuple(OUTPUT_MODELS)
 DEAD_LETTER_TOPIC = "dead-letter"
-CLOCK_TOPIC = "charter-clock"  # one tick per partition per tick_interval: deadlines fire inside stream iteration
+CLOCK_TOPIC = "charter-clock"  # one tick per partition per tick_interval: a tick steps that partition's task
 HOTLINE_TOPIC = "charter-hotline"  # call-queue repartitioned to one partition, with per-source watermarks
 # the partition tasks' element changes (SPEC 10) to one partition, with per-source watermarks
 ELEMENTS_TOPIC = "charter-elements"

@@ -3,11 +3,14 @@ in tasks.py, writes in sink.py, read progress in progress.py, state rows in chan
 
 Topology (one consumer group of identical workers):
 
-- ``charter_main`` consumes the customer-keyed input topics and ``charter-clock``, all co-partitioned. Each
-  partition number p has one task (engine + merger, streams/core/task.py) whose state lives in partition p of the
-  compacted changelog ``{app_id}-subscribers-changelog``. Every worker sends a tick to each ``charter-clock``
-  partition it owns every ``tick_interval``; a tick makes the task of that partition step inside stream iteration,
-  so deadlines fire on the worker owning the subscriber, from its state, with no scan of all subscribers.
+- The customer-keyed input topics and ``charter-clock``, all co-partitioned, take the batched path (no agent:
+  ``_main_batch`` is called once per fetch with its messages grouped by topic-partition,
+  progress.use_batched_drain). Each partition number p has one task (engine + merger, streams/core/task.py)
+  whose state lives in partition p of the compacted changelog ``{app_id}-subscribers-changelog``; it is stepped
+  once per fetch that brought it something. Every worker sends a tick to each ``charter-clock`` partition it owns
+  every ``tick_interval``; a tick steps the task of that partition, so deadlines fire on the worker owning the
+  subscriber, from its state, with no scan of all subscribers.
+- The other topics (calls, the hotline, the element changes) are low-volume and keep faust's agents.
 - ``call-queue`` is keyed by call_id but the KPI is per queue and must not depend on partitioning, so
   ``forward_calls`` validates each call event and repartitions it to ``charter-hotline`` (one partition), tagged
   with its source partition. The clock timer also sends, for every source partition it has fully forwarded, a
@@ -226,6 +229,11 @@ class Live:
         tasks, progress, view = self.tasks, self.progress, self.view
         touched: dict[int, LiveTask] = {}
         ticked: set[int] = set()
+        # The partitions without a task yet (after an assignment: every one) are loaded together: one changelog's
+        # fetches overlap another's decoding (recovery, docs/performance.md).
+        missing = {tp.partition for tp in batch if tp.partition not in tasks.main and view.owns(tp)}
+        if len(missing) > 1:
+            await asyncio.gather(*(tasks.main_task(p, view.ack) for p in sorted(missing)))
         for tp, messages in batch.items():
             if not view.owns(tp):
                 continue  # delivered after its partition was revoked: the new owner processes it, not us

@@ -110,8 +110,10 @@ def restore_elements(engine: ElementEngine, rows: Iterable[Row]) -> None:
 
 async def read_changelog(settings: Settings, tp: TopicPartition) -> dict[bytes, bytes]:
     """Every committed row of one changelog partition (last value per key), read to its end with read_committed."""
+    # 8 MiB per fetch, not aiokafka's 1 MiB: a partition of 125,000 rows is read in ~4 round trips instead of ~30
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed", auto_offset_reset="earliest")
+                                isolation_level="read_committed", auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     rows: dict[bytes, bytes] = {}
     try:
