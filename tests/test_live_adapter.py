@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from faust.types import TP
 
@@ -430,3 +431,47 @@ def test_the_batched_drain_hands_each_fetch_over_once_and_keeps_other_topics_on_
     ]
     assert consumer._read_offset[main] == 5
     assert main in app.monitor.stream_inbound_time, "faust's livelock check would report the partition as stuck"
+
+
+def test_calls_are_forwarded_in_order_and_acked_only_once_delivered():
+    """A fetch of call-queue: valid calls go to charter-hotline tagged with their partition, in offset order, an
+    invalid one to dead-letter; nothing is acked before the hotline sends are delivered, then all in order."""
+
+    def call(call_id: str, kind: str = "queued") -> dict:
+        return {"event_id": f"{call_id}-{kind}", "call_id": call_id, "occurred_at": T0, "queue": "support",
+                "type": kind}
+
+    async def scenario():
+        d = Driver()
+        sent: list = []
+
+        class Hotline:
+            async def send(self, key, value, partition):
+                sent.append((key, orjson.loads(value)))
+                return await d.delivery.send(PREFIX + "charter-hotline", key, value, partition)
+
+        d.live.hotline_topic = Hotline()
+        d.delivery.hold()
+        messages = [d.message("call-queue", 1, call("k1")), d.message("call-queue", 1, b"{"),
+                    d.message("call-queue", 1, call("k1", "answered"))]
+        delivered_at_once = d.delivery.send
+
+        async def dead_letters_at_once(topic, *args):
+            future = await delivered_at_once(topic, *args)
+            return asyncio.sleep(0) if topic == PREFIX + "dead-letter" else future
+
+        d.live.sink._send = dead_letters_at_once
+        await d.live._main_batch(_fetch(messages))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        before = d.kinds("ack")
+        d.delivery.release()
+        while d.live.forwarding:
+            await asyncio.sleep(0)
+        return d, sent, before
+
+    d, sent, before = run(scenario())
+    assert [(v["s"], v["v"]["type"]) for _, v in sent] == [(1, "queued"), (1, "answered")]
+    assert ("send", PREFIX + "dead-letter", None) in d.log
+    assert before == [], "a call was acked before its forward to the hotline was delivered"
+    assert [(t, o) for _, t, o in d.kinds("ack")] == [(PREFIX + "call-queue", o) for o in range(3)]

@@ -10,9 +10,10 @@ Topology (one consumer group of identical workers):
   once per fetch that brought it something. Every worker sends a tick to each ``charter-clock`` partition it owns
   every ``tick_interval``; a tick steps the task of that partition, so deadlines fire on the worker owning the
   subscriber, from its state, with no scan of all subscribers.
-- The other topics (calls, the hotline, the element changes) are low-volume and keep faust's agents.
+- ``call-queue`` takes the batched path too (``_forward_calls``); the internal repartition topics (the hotline, the
+  element changes: one partition each, a fraction of the input's volume) keep faust's agents.
 - ``call-queue`` is keyed by call_id but the KPI is per queue and must not depend on partitioning, so
-  ``forward_calls`` validates each call event and repartitions it to ``charter-hotline`` (one partition), tagged
+  ``_forward_calls`` validates each call event and repartitions it to ``charter-hotline`` (one partition), tagged
   with its source partition. The clock timer also sends, for every source partition it has fully forwarded, a
   watermark record into ``charter-hotline``; ``hotline`` merges the sources by event time and uses the smallest
   watermark as its wall clock. Hotline state lives in ``{app_id}-hotline-changelog``.
@@ -134,11 +135,13 @@ class Live:
         self.hotline_sources = Sources(settings.partitions)
         self.element_sources = Sources(settings.partitions)
         self._unprefixed: dict[str, str] = {}
+        self.forwarding: dict[TP, asyncio.Future] = {}  # per call-queue partition: its last forward in flight
+        self.forward_failed: set[TP] = set()  # call-queue partitions whose forward failed, until the rebalance
 
         # no agent: the customer topics and the clock take the batched path, one call per fetch
         app.topics.add(self.main_topic)
-        use_batched_drain(app, self.main_topic.topics, self._main_batch)
-        app.agent(self.call_topic, name="forward_calls")(self._forward_agent)
+        app.topics.add(self.call_topic)
+        use_batched_drain(app, [*self.main_topic.topics, self.call_name], self._main_batch)
         app.agent(self.hotline_topic, name="hotline")(self._hotline_agent)
         app.agent(self.elements_topic, name="elements")(self._elements_agent)
         app.timer(settings.tick_interval, name="charter_clock")(self._tick)
@@ -153,6 +156,7 @@ class Live:
         """Forget every task and every read progress, whatever ``revoked`` lists (tasks.Tasks.revoke)."""
         self.joined = False
         self.paused.clear()  # faust forgets the pauses of revoked partitions itself
+        self.forward_failed.clear()
         self.progress.clear()
         self.metrics.forget_partitions()
         await self.tasks.revoke()
@@ -165,6 +169,8 @@ class Live:
         makes when its consumer stops (bounded by the session timeout, as a revoke)."""
         log.info("stopping: waiting for the flushes in flight")
         await self.tasks.settle()
+        if self.forwarding:
+            await asyncio.wait(list(self.forwarding.values()), timeout=self.settings.session_timeout)
 
     def _lag(self, p: int) -> int:
         """Messages appended to partition ``p``'s input topics (as of the last fetch) that have not reached us."""
@@ -213,14 +219,6 @@ class Live:
             name = self._unprefixed[topic] = self.settings.unprefixed(topic)
         return name
 
-    async def _decode(self, message: Any, topic: str) -> Any:
-        """Validated event, or None after sending the message to dead-letter."""
-        try:
-            return decode_message(topic, message.value)
-        except INVALID as e:
-            await self.sink.dead_letter(message, describe_error(e))
-            return None
-
     # ------------------------------------------------------------ agents
 
     async def _main_batch(self, batch: Mapping[TP, list[Any]]) -> None:
@@ -231,12 +229,16 @@ class Live:
         ticked: set[int] = set()
         # The partitions without a task yet (after an assignment: every one) are loaded together: one changelog's
         # fetches overlap another's decoding (recovery, docs/performance.md).
-        missing = {tp.partition for tp in batch if tp.partition not in tasks.main and view.owns(tp)}
+        missing = {tp.partition for tp in batch
+                   if tp.topic != self.call_name and tp.partition not in tasks.main and view.owns(tp)}
         if len(missing) > 1:
             await asyncio.gather(*(tasks.main_task(p, view.ack) for p in sorted(missing)))
         for tp, messages in batch.items():
             if not view.owns(tp):
                 continue  # delivered after its partition was revoked: the new owner processes it, not us
+            if tp.topic == self.call_name:
+                await self._forward_calls(tp, messages)
+                continue
             p = tp.partition
             lt = tasks.main.get(p) or await tasks.main_task(p, view.ack)
             if lt is None:
@@ -291,23 +293,54 @@ class Live:
         self.metrics.pauses.inc()
         log.info("%s paused: %d events wait in its merge buffer for another source", tp, self.settings.max_buffered)
 
-    async def _forward_agent(self, stream: Any) -> None:
-        # In batches: take_events acks a batch only after this body, which awaits every send's delivery.
-        async for events in stream.take_events(self.settings.flush_every, within=self.settings.tick_interval / 2):
-            generation = self.tasks.generation
-            futures = []
-            for event in events:
-                message = event.message
-                ev = await self._decode(message, CALL_TOPIC)
-                if ev is not None:
-                    self.metrics.events.labels(CALL_TOPIC).inc()
-                    value = orjson.dumps({"s": message.partition, "v": orjson.loads(message.value)})
-                    futures.append(await self.hotline_topic.send(key=ev.queue.encode(), value=value, partition=0))
+    async def _forward_calls(self, tp: TP, messages: list[Any]) -> None:
+        """One fetch of a ``call-queue`` partition: valid calls are sent on to ``charter-hotline`` (invalid ones to
+        dead-letter), in order; their deliveries are awaited in the background, after those of the partition's
+        previous fetch, and only then are the messages acked (in offset order) and counted as read."""
+        if tp in self.forward_failed:
+            return  # a delivery of this partition failed: nothing more until the rebalance it asked for
+        generation = self.tasks.generation
+        futures = []
+        for message in messages:
+            try:
+                ev = decode_message(CALL_TOPIC, message.value)
+            except INVALID as e:
+                await self.sink.dead_letter(message, describe_error(e))
+                continue
+            value = orjson.dumps({"s": tp.partition, "v": orjson.loads(message.value)})
+            # queued in the producer here, in offset order: the hotline merges each source partition in order
+            futures.append(await self.hotline_topic.send(key=ev.queue.encode(), value=value, partition=0))
+        self.metrics.events.labels(CALL_TOPIC).inc(len(messages))
+        previous = self.forwarding.get(tp)
+        forwarding = asyncio.ensure_future(self._forwarded(tp, messages, futures, previous, generation))
+        self.forwarding[tp] = forwarding
+        forwarding.add_done_callback(lambda f: self._forward_done(tp, f))
+
+    def _forward_done(self, tp: TP, forwarding: asyncio.Future) -> None:
+        if self.forwarding.get(tp) is forwarding:
+            del self.forwarding[tp]
+        if not forwarding.cancelled():
+            forwarding.exception()  # retrieved: _forwarded logged it
+
+    async def _forwarded(self, tp: TP, messages: list[Any], futures: list[Any], previous: asyncio.Future | None,
+                         generation: int) -> None:
+        try:
             await asyncio.gather(*futures)
-            if generation != self.tasks.generation:
-                continue  # a rebalance came meanwhile: this read progress is of an assignment that is gone
-            for event in events:
-                self.progress.received(event.message.tp, event.message.offset)
+            if previous is not None:
+                await previous
+        except Exception as e:
+            if tp not in self.forward_failed:
+                log.warning("%s: forwarding calls to the hotline failed (%s): the partition is parked and a "
+                            "rebalance asked for", tp, e)
+                self.forward_failed.add(tp)
+                self.view.request_rejoin()
+            raise
+        if tp in self.forward_failed:
+            return
+        for message in messages:
+            self.view.ack(message)
+        if generation == self.tasks.generation:  # else this read progress is of an assignment that is gone
+            self.progress.received(tp, messages[-1].offset)
 
     async def _hotline_agent(self, stream: Any) -> None:
         def call(rec: dict) -> tuple[int, str, Any]:
