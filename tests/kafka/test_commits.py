@@ -1,10 +1,11 @@
 """The group's committed offset never passes input that was not applied (GitHub issue 13).
 
-A valid message waits in its partition task's buffers until the task's next step; an invalid message after it on
-the same topic-partition goes to ``dead-letter`` at once. Acking that dead letter at once let faust commit past the
-held message (its ``_new_offset`` treats the committed offset as the last processed one), so a worker that died
-before its next step never read the valid message again. Here the task steps only every 30 s (a long tick), so the
-held message is held for certain while the committed offset is watched.
+A valid message is acked only once its partition task's flush has landed (and it may first wait in the task's
+merge buffers); an invalid message after it on the same topic-partition goes to ``dead-letter`` at once. Acking
+that dead letter at once let faust commit past the held message (its ``_new_offset`` treats the committed offset as
+the last processed one), so a worker that died before the flush landed never read the valid message again. Here the
+flush covering the valid message never lands (tests/kafka/failpoint: ``CHARTER_TEST_HOLD_ON``), so the message is
+held for certain while the committed offset is watched; the restarted worker runs without the failpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.kafka.harness import OutputReader, wait_for
+from tests.kafka.harness import OutputReader, failpoint_path, wait_for
 
 WATCH = 4.0  # seconds the committed offset is watched: four of the worker's 1 s commit intervals
 
@@ -73,31 +74,32 @@ def watch_committed(dep, topic: str, at_most: int | None, seconds: float) -> lis
 
 
 def test_a_dead_letter_does_not_commit_past_held_input(deployment):
-    dep = deployment(partitions=1, CHARTER_TICK_INTERVAL="30")
+    dep = deployment(partitions=1, PYTHONPATH=failpoint_path(), CHARTER_TEST_HOLD_ON="held-1")
     worker = dep.worker().start()
     decisions = OutputReader(dep, ["claim-decision", "dead-letter"])
     try:
         offsets = send(dep, "switch-claim", [claim("held-1"), b"not json"], key=b"C1")
         assert offsets == [0, 1]
         wait_for(lambda: decisions.snapshot("dead-letter"), 20, "the invalid message's dead letter")
-        assert not decisions.snapshot("claim-decision"), "the valid claim was applied before the long tick"
+        assert not decisions.snapshot("claim-decision"), "the held claim's flush landed"
         watch_committed(dep, "switch-claim", at_most=None, seconds=WATCH)
         worker.kill()
 
         # a second round on a partition that has committed before: committed 2, held claim at 2, invalid at 3
-        dep.env["CHARTER_TICK_INTERVAL"] = "0.1"
+        del dep.env["CHARTER_TEST_HOLD_ON"]
         worker.start()
         wait_for(lambda: [v for _, _, v in decisions.snapshot("claim-decision") if v["claim_event_id"] == "held-1"],
                  60, "the held claim's decision after the restart")
         wait_for(lambda: committed(dep, "switch-claim") == 2, 30, "the restarted worker to commit both messages")
         worker.kill()
-        dep.env["CHARTER_TICK_INTERVAL"] = "30"
+        dep.env["CHARTER_TEST_HOLD_ON"] = "held-2"
         worker.start()
         assert send(dep, "switch-claim", [claim("held-2"), b"still not json"], key=b"C1") == [2, 3]
         wait_for(lambda: len(decisions.snapshot("dead-letter")) >= 3, 20, "the second invalid message's dead letter")
         watch_committed(dep, "switch-claim", at_most=2, seconds=WATCH)
+        assert not [v for _, _, v in decisions.snapshot("claim-decision") if v["claim_event_id"] == "held-2"]
         worker.kill()
-        dep.env["CHARTER_TICK_INTERVAL"] = "0.1"
+        del dep.env["CHARTER_TEST_HOLD_ON"]
         worker.start()
         wait_for(lambda: [v for _, _, v in decisions.snapshot("claim-decision") if v["claim_event_id"] == "held-2"],
                  60, "the second held claim's decision after the restart")

@@ -4,8 +4,10 @@ Python imports ``sitecustomize`` at start-up, so the worker under test runs the 
 wrapped; nothing of this is in the package.
 
 - ``CHARTER_TEST_CORE_FAILS_ON=<event_id>``: ``Engine.apply`` raises on that event, as a bug in a rule would.
-- ``CHARTER_TEST_SLOW_CALLS=<seconds>``: the call forwarder takes that long per call event, so it is in the middle
-  of a batch (awaiting) whenever a rebalance comes.
+- ``CHARTER_TEST_SLOW_CALLS=<seconds>``: the delivery of forwarded calls takes that long more per call event, so a
+  forward is in flight (awaiting) whenever a rebalance comes.
+- ``CHARTER_TEST_HOLD_ON=<event_id>``: the flush covering that event never lands (the event is applied, its input
+  held unacked until the process dies).
 - ``CHARTER_TEST_TXN_FAILS_ON=<event_id>``: the first exactly-once transaction whose flush covers that event fails
   (aborted, nobody fenced), as one does when the broker goes away mid-flush.
 """
@@ -16,6 +18,7 @@ import os
 FAIL_ON = os.environ.get("CHARTER_TEST_CORE_FAILS_ON")
 SLOW_CALLS = float(os.environ.get("CHARTER_TEST_SLOW_CALLS") or 0)
 TXN_FAILS_ON = os.environ.get("CHARTER_TEST_TXN_FAILS_ON")
+HOLD_ON = os.environ.get("CHARTER_TEST_HOLD_ON")
 
 if FAIL_ON:
     from streams.core import engine
@@ -31,16 +34,27 @@ if FAIL_ON:
 
 if SLOW_CALLS:
     from streams.live import app
-    from streams.topics import CALL_TOPIC
 
-    _decode = app.Live._decode
+    _forwarded = app.Live._forwarded
 
-    async def _slow_decode(self, message, topic):
-        if topic == CALL_TOPIC:
-            await asyncio.sleep(SLOW_CALLS)
-        return await _decode(self, message, topic)
+    async def _slow_forwarded(self, tp, messages, *args):
+        await asyncio.sleep(SLOW_CALLS * len(messages))
+        return await _forwarded(self, tp, messages, *args)
 
-    app.Live._decode = _slow_decode
+    app.Live._forwarded = _slow_forwarded
+
+if HOLD_ON:
+    from streams.live import sink
+
+    _write = sink.Sink.write
+
+    async def _write_never_landing(self, batch, changelog, txn=None):
+        if any(HOLD_ON.encode() in held.message.value for held in batch.acks):
+            sink.log.warning("failpoint: the flush covering %s never lands", HOLD_ON)
+            await asyncio.Event().wait()
+        return await _write(self, batch, changelog, txn)
+
+    sink.Sink.write = _write_never_landing
 
 if TXN_FAILS_ON:
     from aiokafka.errors import KafkaError
