@@ -63,9 +63,6 @@ class Settings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where the worker starts reading a topic it has no committed offset for")
     session_timeout: float = Field(10.0, gt=0, description="consumer group session timeout, seconds")
-    flush_every: int = Field(
-        500, ge=1, description="events the hotline and element tasks take between two steps, and calls forwarded per "
-        "batch (the partition tasks step once per fetch)")
     max_row_bytes: int = Field(
         512 * 1024, ge=1024, description="largest state row written to a changelog, in bytes: below the topic's "
         "max.message.bytes (1 MB by default), so a write is never refused. A larger row loses its oldest history "

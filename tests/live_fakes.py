@@ -214,15 +214,16 @@ class Driver:
             batch: dict[TP, list[Message]] = {}
             for event in events[i:i + fetch]:
                 batch.setdefault(event.message.tp, []).append(event.message)
-            await self.live._main_batch(batch)
+            await self.live._batch(batch)
             await asyncio.sleep(0)  # let background flushes run, as the drain's awaits do
         await self.settle()
 
-    async def run_elements(self, events: Iterable[Event]) -> Stream:
-        stream = Stream(self.log, events)
-        await self.live._elements_agent(stream)
+    async def run_elements(self, events: Iterable[Event]) -> None:
+        """Deliver charter-elements messages to the batched path, one fetch each."""
+        for event in events:
+            await self.live._batch({event.message.tp: [event.message]})
+            await asyncio.sleep(0)
         await self.settle()
-        return stream
 
     def values(self, topic: str) -> list[dict]:
         """The values sent to a (spec-named) topic, in order."""

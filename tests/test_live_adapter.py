@@ -461,7 +461,7 @@ def test_calls_are_forwarded_in_order_and_acked_only_once_delivered():
             return asyncio.sleep(0) if topic == PREFIX + "dead-letter" else future
 
         d.live.sink._send = dead_letters_at_once
-        await d.live._main_batch(_fetch(messages))
+        await d.live._batch(_fetch(messages))
         for _ in range(20):
             await asyncio.sleep(0)
         before = d.kinds("ack")

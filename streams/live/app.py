@@ -10,8 +10,8 @@ Topology (one consumer group of identical workers):
   once per fetch that brought it something. Every worker sends a tick to each ``charter-clock`` partition it owns
   every ``tick_interval``; a tick steps the task of that partition, so deadlines fire on the worker owning the
   subscriber, from its state, with no scan of all subscribers.
-- ``call-queue`` takes the batched path too (``_forward_calls``); the internal repartition topics (the hotline, the
-  element changes: one partition each, a fraction of the input's volume) keep faust's agents.
+- Every other topic takes the batched path too: ``call-queue`` (``_forward_calls``) and the internal repartition
+  topics (``_hotline_batch``, ``_elements_batch``). There is no faust agent.
 - ``call-queue`` is keyed by call_id but the KPI is per queue and must not depend on partitioning, so
   ``_forward_calls`` validates each call event and repartitions it to ``charter-hotline`` (one partition), tagged
   with its source partition. The clock timer also sends, for every source partition it has fully forwarded, a
@@ -139,11 +139,10 @@ class Live:
         self.forward_failed: set[TP] = set()  # call-queue partitions whose forward failed, until the rebalance
 
         # no agent: the customer topics and the clock take the batched path, one call per fetch
-        app.topics.add(self.main_topic)
-        app.topics.add(self.call_topic)
-        use_batched_drain(app, [*self.main_topic.topics, self.call_name], self._main_batch)
-        app.agent(self.hotline_topic, name="hotline")(self._hotline_agent)
-        app.agent(self.elements_topic, name="elements")(self._elements_agent)
+        for topic in (self.main_topic, self.call_topic, self.hotline_topic, self.elements_topic):
+            app.topics.add(topic)
+        use_batched_drain(app, [*self.main_topic.topics, self.call_name, self.hotline_name, self.elements_name],
+                          self._batch)
         app.timer(settings.tick_interval, name="charter_clock")(self._tick)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -221,6 +220,22 @@ class Live:
 
     # ------------------------------------------------------------ agents
 
+    async def _batch(self, batch: Mapping[TP, list[Any]]) -> None:
+        """One fetch (streams.live.progress.use_batched_drain), by topic."""
+        main = {}
+        for tp, messages in batch.items():
+            topic = tp.topic
+            if topic == self.call_name:
+                await self._forward_calls(tp, messages)
+            elif topic == self.hotline_name:
+                await self._hotline_batch(tp, messages)
+            elif topic == self.elements_name:
+                await self._elements_batch(tp, messages)
+            else:
+                main[tp] = messages
+        if main:
+            await self._main_batch(main)
+
     async def _main_batch(self, batch: Mapping[TP, list[Any]]) -> None:
         """One fetch of the customer topics and the clock (streams.live.progress.use_batched_drain): every message
         is pushed into its partition's task, then each partition touched is stepped (and flushed) once."""
@@ -229,16 +244,12 @@ class Live:
         ticked: set[int] = set()
         # The partitions without a task yet (after an assignment: every one) are loaded together: one changelog's
         # fetches overlap another's decoding (recovery, docs/performance.md).
-        missing = {tp.partition for tp in batch
-                   if tp.topic != self.call_name and tp.partition not in tasks.main and view.owns(tp)}
+        missing = {tp.partition for tp in batch if tp.partition not in tasks.main and view.owns(tp)}
         if len(missing) > 1:
             await asyncio.gather(*(tasks.main_task(p, view.ack) for p in sorted(missing)))
         for tp, messages in batch.items():
             if not view.owns(tp):
                 continue  # delivered after its partition was revoked: the new owner processes it, not us
-            if tp.topic == self.call_name:
-                await self._forward_calls(tp, messages)
-                continue
             p = tp.partition
             lt = tasks.main.get(p) or await tasks.main_task(p, view.ack)
             if lt is None:
@@ -342,52 +353,52 @@ class Live:
         if generation == self.tasks.generation:  # else this read progress is of an assignment that is gone
             self.progress.received(tp, messages[-1].offset)
 
-    async def _hotline_agent(self, stream: Any) -> None:
+    async def _hotline_batch(self, tp: TP, messages: list[Any]) -> None:
         def call(rec: dict) -> tuple[int, str, Any]:
             ev = decode_event(CALL_TOPIC, rec["v"])
             return to_us(ev.occurred_at), CALL_TOPIC, ev
 
-        await self._merged_agent(stream, self.tasks.hotline_task, lambda: self.tasks.hotline, self.hotline_sources,
-                                 call)
+        await self._merged_batch(tp, messages, self.tasks.hotline_task, lambda: self.tasks.hotline,
+                                 self.hotline_sources, call)
 
-    async def _elements_agent(self, stream: Any) -> None:
+    async def _elements_batch(self, tp: TP, messages: list[Any]) -> None:
         def change(rec: dict) -> tuple[int, str, Any]:
             c = ElementChange.from_dict(rec["c"])
             return c.at, ELEMENTS_TOPIC, c
 
-        await self._merged_agent(stream, self.tasks.elements_task, lambda: self.tasks.elements, self.element_sources,
-                                 change)
+        await self._merged_batch(tp, messages, self.tasks.elements_task, lambda: self.tasks.elements,
+                                 self.element_sources, change)
 
-    async def _merged_agent(self, stream: Any, load: Any, loaded: Any, sources: Sources, item: Any) -> None:
-        """A one-partition task fed by every input partition through a repartition topic (the hotline, the element
-        task): records ``{"s": source partition, ...}`` carry an item, or a watermark ``{"s", "wm"}`` (µs: nothing of
-        that source before it is still to come). The sources are merged by event time, each read up to its last
-        watermark while no record of it came after that watermark."""
+    async def _merged_batch(self, tp: TP, messages: list[Any], load: Any, loaded: Any, sources: Sources,
+                            item: Any) -> None:
+        """One fetch of a one-partition task fed by every input partition through a repartition topic (the hotline,
+        the element task): records ``{"s": source partition, ...}`` carry an item, or a watermark ``{"s", "wm"}``
+        (µs: nothing of that source before it is still to come). The sources are merged by event time, each read up
+        to its last watermark while no record of it came after that watermark; the task steps once per fetch."""
+        if not self.view.owns(tp):
+            return  # delivered after its partition was revoked
         tasks = self.tasks
-        async for event in stream.noack().events():
-            if not self.view.owns(event.message.tp):
-                continue  # delivered after its partition was revoked
-            lt: LiveTask | None = loaded()
+        lt: LiveTask | None = loaded()
+        if lt is None:
+            lt = await load(self.view.ack)
             if lt is None:
-                lt = await load(stream.ack)
-                if lt is None:
-                    continue  # a rebalance came while its state was read, or it is parked
-                sources.reset()
-            rec = orjson.loads(event.message.value)
+                return  # a rebalance came while its state was read, or it is parked
+            sources.reset()
+        received, push = lt.acks.received, lt.task.push
+        watermarks = []
+        for message in messages:
+            rec = orjson.loads(message.value)
             s = rec["s"]
-            held = lt.acks.received(event.message.tp, event, event.message)
+            held = received(tp, message)
             if "wm" in rec:
                 sources.watermark(s, rec["wm"])
-                # acked once the items before it (of any source: one partition) are applied and written
-                await tasks.ack(lt, [held])
+                watermarks.append(held)  # acked once the items before it (of any source) are applied and written
             else:
                 sources.record(s)
                 at, topic, it = item(rec)
-                lt.task.push(s, at, topic, it, held)
-                lt.pushed += 1
-                if lt.pushed < self.settings.flush_every:
-                    continue  # stepped at the next watermark record or when enough have arrived
-            await tasks.step(lt, sources.read_until(), time.time_ns() // 1000)
+                push(s, at, topic, it, held)
+        await tasks.ack(lt, watermarks)
+        await tasks.step(lt, sources.read_until(), time.time_ns() // 1000)
 
     # ------------------------------------------------------------ time
 

@@ -67,7 +67,6 @@ class LiveTask:
         self.out: list[Output] = []
         self.to_ack: list[Held] = []
         self.failed: list[tuple[Held, Exception]] = []
-        self.pushed = 0  # events pushed since the last step
         self.flushing: asyncio.Future | None = None  # the flush in flight, if any
         self.dropped = False  # revoked or failed: it must write and ack nothing more
         self.acks = InOrderAcks()
@@ -254,7 +253,6 @@ class Tasks:
 
     async def step(self, lt: LiveTask, read_until: dict[Any, int | None], now: int) -> None:
         """Apply what may be applied, then flush."""
-        lt.pushed = 0
         lt.absorb(lt.task.step(read_until, now=now))
         if self.counts_elements and isinstance(lt.key, int):
             self._forward_elements(lt)
