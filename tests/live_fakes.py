@@ -19,9 +19,20 @@ PREFIX = "fake."
 
 
 class Message:
+    """A fetched message as the batched drain hands it over (streams.live.progress.Delivered): its own ack token."""
+
     def __init__(self, topic: str, partition: int, offset: int, value: bytes, key: bytes | None = None) -> None:
         self.topic, self.partition, self.offset, self.value, self.key = topic, partition, offset, value, key
         self.tp = TP(topic, partition)
+        self.done = False
+
+    @property
+    def event(self) -> Message:
+        return self
+
+    @property
+    def message(self) -> Message:
+        return self
 
 
 class Event:

@@ -43,6 +43,14 @@ class InOrderAcks:
         queue.append(held)
         return held
 
+    def hold(self, held: Any) -> Any:
+        """Note a message that is its own token (``tp``, ``event``, ``message`` and ``done`` like a ``Held``)."""
+        queue = self._pending.get(held.tp)
+        if queue is None:
+            queue = self._pending[held.tp] = deque()
+        queue.append(held)
+        return held
+
     def done(self, held: Held) -> list[Any]:
         """Mark a received message applied (or dead-lettered); returns the events that may be acked now."""
         held.done = True

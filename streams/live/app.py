@@ -261,10 +261,10 @@ class Live:
                 ticked.add(p)
                 continue
             topic = self._topic_name(tp.topic)
-            received, push = lt.acks.received, lt.task.push
+            hold, push = lt.acks.hold, lt.task.push
             applied = 0
             for message in messages:
-                held = received(tp, message)
+                held = hold(message)
                 try:
                     ev = decode_message(topic, message.value)
                 except INVALID as e:
