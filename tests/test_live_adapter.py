@@ -475,3 +475,4 @@ def test_calls_are_forwarded_in_order_and_acked_only_once_delivered():
     assert ("send", PREFIX + "dead-letter", None) in d.log
     assert before == [], "a call was acked before its forward to the hotline was delivered"
     assert [(t, o) for _, t, o in d.kinds("ack")] == [(PREFIX + "call-queue", o) for o in range(3)]
+    assert d.live.registry.get_sample_value("charter_events_total", {"topic": "call-queue"}) == 2, "valid ones only"

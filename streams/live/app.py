@@ -321,7 +321,8 @@ class Live:
             value = orjson.dumps({"s": tp.partition, "v": orjson.loads(message.value)})
             # queued in the producer here, in offset order: the hotline merges each source partition in order
             futures.append(await self.hotline_topic.send(key=ev.queue.encode(), value=value, partition=0))
-        self.metrics.events.labels(CALL_TOPIC).inc(len(messages))
+        if futures:
+            self.metrics.events.labels(CALL_TOPIC).inc(len(futures))
         previous = self.forwarding.get(tp)
         forwarding = asyncio.ensure_future(self._forwarded(tp, messages, futures, previous, generation))
         self.forwarding[tp] = forwarding
