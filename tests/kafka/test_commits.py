@@ -1,11 +1,12 @@
 """The group's committed offset never passes input that was not applied (GitHub issue 13).
 
-A valid message is acked only once its partition task's flush has landed (and it may first wait in the task's
-merge buffers); an invalid message after it on the same topic-partition goes to ``dead-letter`` at once. Acking
-that dead letter at once let faust commit past the held message (its ``_new_offset`` treats the committed offset as
-the last processed one), so a worker that died before the flush landed never read the valid message again. Here the
-flush covering the valid message never lands (tests/kafka/failpoint: ``CHARTER_TEST_HOLD_ON``), so the message is
-held for certain while the committed offset is watched; the restarted worker runs without the failpoint.
+A valid message is acked only once it is applied and its partition task's flush has landed; it may first wait in
+the task's merge buffers (while the merge waits on another source). An invalid message after it on the same
+topic-partition goes to ``dead-letter`` at once. Acking that dead letter at once let faust commit past the held
+message (its ``_new_offset`` treats the committed offset as the last processed one), so a worker that died before
+applying it never read the valid message again. Here the merge holds the valid message (tests/kafka/failpoint:
+``CHARTER_TEST_HOLD_ON``), so it is held for certain while the committed offset is watched; the restarted worker
+runs without the failpoint.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_a_dead_letter_does_not_commit_past_held_input(deployment):
         offsets = send(dep, "switch-claim", [claim("held-1"), b"not json"], key=b"C1")
         assert offsets == [0, 1]
         wait_for(lambda: decisions.snapshot("dead-letter"), 20, "the invalid message's dead letter")
-        assert not decisions.snapshot("claim-decision"), "the held claim's flush landed"
+        assert not decisions.snapshot("claim-decision"), "the held claim was applied"
         watch_committed(dep, "switch-claim", at_most=None, seconds=WATCH)
         worker.kill()
 

@@ -6,8 +6,9 @@ wrapped; nothing of this is in the package.
 - ``CHARTER_TEST_CORE_FAILS_ON=<event_id>``: ``Engine.apply`` raises on that event, as a bug in a rule would.
 - ``CHARTER_TEST_SLOW_CALLS=<seconds>``: the delivery of forwarded calls takes that long more per call event, so a
   forward is in flight (awaiting) whenever a rebalance comes.
-- ``CHARTER_TEST_HOLD_ON=<event_id>``: the flush covering that event never lands (the event is applied, its input
-  held unacked until the process dies).
+- ``CHARTER_TEST_HOLD_ON=<event_id>``: once that event is at the head of its merge buffer, its partition's merge
+  applies nothing more, as while it waits on a source that is behind (the event stays held, unacked, until the
+  process dies).
 - ``CHARTER_TEST_TXN_FAILS_ON=<event_id>``: the first exactly-once transaction whose flush covers that event fails
   (aborted, nobody fenced), as one does when the broker goes away mid-flush.
 """
@@ -44,17 +45,17 @@ if SLOW_CALLS:
     app.Live._forwarded = _slow_forwarded
 
 if HOLD_ON:
-    from streams.live import sink
+    from streams.core import task
 
-    _write = sink.Sink.write
+    _pop_ready = task.Merger.pop_ready
 
-    async def _write_never_landing(self, batch, changelog, txn=None):
-        if any(HOLD_ON.encode() in held.message.value for held in batch.acks):
-            sink.log.warning("failpoint: the flush covering %s never lands", HOLD_ON)
-            await asyncio.Event().wait()
-        return await _write(self, batch, changelog, txn)
+    def _pop_ready_holding(self, read_until, now=None, slack=1_000_000):
+        # the held event at the head of its buffer: the merge applies nothing, as while it waits on a source
+        if any(buf and getattr(buf[0][1][1], "event_id", None) == HOLD_ON for buf in self._buffers.values()):
+            return []
+        return _pop_ready(self, read_until, now, slack)
 
-    sink.Sink.write = _write_never_landing
+    task.Merger.pop_ready = _pop_ready_holding
 
 if TXN_FAILS_ON:
     from aiokafka.errors import KafkaError
