@@ -44,9 +44,9 @@ def replay(lines: Iterable[bytes | str], charter: Charter, until: int | None = N
     engine, elements = Engine(charter, report_elements=True), ElementEngine(charter)
     advance, apply = engine.advance, engine.apply
     loads, validators = orjson.loads, _VALIDATE
-    # occurred_at -> microseconds: to_us is a real part of an event's cost, so it runs once per minute of text and
-    # offset (tail -> (the text up to the minute, the instant of that minute and tail at second 0)); see _minute_us
-    minutes: dict[str, tuple[str, int]] = {}
+    # occurred_at -> microseconds: to_us is a real part of an event's cost, so it runs once per day of text and
+    # offset: tail -> (the date text, the instant of 00:00:00 of that date and tail); see _day_us
+    days: dict[str, tuple[str, int]] = {}
     for lineno, line in enumerate(lines, start=1):
         # the common case inline: a valid line of a known topic (anything else takes parse_line, the reference)
         try:
@@ -71,11 +71,11 @@ def replay(lines: Iterable[bytes | str], charter: Charter, until: int | None = N
         else:
             text = value["occurred_at"]
             tail = text[19:]
-            hit = minutes.get(tail)
-            if hit is not None and hit[0] == text[:16] and text[16:17] == ":":
-                at = hit[1] + dt.second * 1_000_000
+            hit = days.get(tail)
+            if hit is not None and hit[0] == text[:10] and text[16:17] == ":":
+                at = hit[1] + ((dt.hour * 60 + dt.minute) * 60 + dt.second) * 1_000_000
             else:
-                at = _minute_us(minutes, text, tail, dt)
+                at = _day_us(days, text, tail, dt)
         for o in advance(at):
             yield stamp(o)
         if elements.pending:
@@ -89,17 +89,20 @@ def replay(lines: Iterable[bytes | str], charter: Charter, until: int | None = N
     yield from elements.flush()
 
 
-def _minute_us(minutes: dict[str, tuple[str, int]], text: str, tail: str, dt: Any) -> int:
-    """``to_us(dt)``, and remember the instant of second 0 of its minute for the texts that differ from ``text``
-    only in the seconds ``text[17:19]``. A validated timestamp matches ``YYYY-MM-DD?HH:MM`` (``_RFC3339_START``),
-    so when ``text[16]`` is ``:`` the next two characters are the seconds and ``text[19:]`` (fraction and offset)
-    decides the rest: two texts equal outside ``[16:19]``, both with ``:`` at 16, differ by their seconds alone."""
+def _day_us(days: dict[str, tuple[str, int]], text: str, tail: str, dt: Any) -> int:
+    """``to_us(dt)``, and remember the instant of 00:00:00 of its date and ``tail`` for the texts that differ from
+    ``text`` only in the separator and the time up to the seconds (``text[10:19]``). A validated timestamp matches
+    ``YYYY-MM-DD?HH:MM`` (``_RFC3339_START``), so when ``text[16]`` is ``:`` the two characters after it are the
+    seconds and ``text[19:]`` (fraction and offset) decides the rest: two such texts with the same date and tail
+    differ by their hours, minutes and seconds alone, which ``dt`` holds as written."""
     at = to_us(dt)
     if text[16:17] == ":":
-        if len(minutes) >= 64:  # tails are offsets (and fractions, when events carry them): keep it small
-            minutes.clear()
-        minutes[tail] = (text[:16], at - dt.second * 1_000_000)
+        if len(days) >= 64:  # tails are offsets (and fractions, when events carry them): keep it small
+            days.clear()
+        days[tail] = (text[:10], at - ((dt.hour * 60 + dt.minute) * 60 + dt.second) * 1_000_000)
     return at
+
+
 def format_record(out: Output) -> bytes:
     topic, key, value = out
     return orjson.dumps({"topic": topic, "key": key, "value": value})
