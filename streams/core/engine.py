@@ -53,8 +53,11 @@ from streams.core.state import (
     APPT_DUE,
     APPT_END,
     APPT_START,
+    ESC,
+    SEP,
     SERVICE_BIT,
     SERVICES,
+    TOPIC_CODE,
     Call,
     Ids,
     Seen,
@@ -228,15 +231,29 @@ class Engine:
         sub = self.subscribers.get(key)
         if sub is None:
             sub = self.subscribers[key] = Subscriber()
-        ids_key = Ids.key(topic, event.event_id)
-        if ids_key in sub.ids:
+        event_id = event.event_id
+        if " " in event_id or "~" in event_id or event_id[:1] == ESC:
+            ids_key = Ids.key(topic, event_id)
+        else:
+            ids_key = f" {TOPIC_CODE[topic]}{event_id}~"  # Ids.key's common case, inline
+        ids = sub.ids
+        if ids_key in ids:
             return out
-        if sub.seen != Seen.EMPTY:  # a row written before dedup_retention: its ids move into ``ids`` now
-            if Seen.token(topic, event.event_id) in sub.seen:
+        if sub.seen != SEP:  # a row written before dedup_retention (Seen.EMPTY is SEP): its ids move into ``ids``
+            if Seen.token(topic, event_id) in sub.seen:
                 return out
-            sub.ids = Ids.from_seen(sub.seen, at)
+            ids = sub.ids = Ids.from_seen(sub.seen, at)
             sub.seen = Seen.EMPTY
-        self._remember(sub, ids_key, at)
+        # _remember's common case, inline (this runs for every event): an event newer than every id kept
+        at_hex = f"{at:013x}"
+        if ids != " " and at_hex > ids[-14:-1]:
+            k = ids.find("~") + 1
+            before = at - self._retention
+            if ids[k:k + 13] < f"{before:013x}":
+                ids = Ids.prune(ids, before)
+            sub.ids = f"{ids}{ids_key[1:]}{at_hex} "
+        else:
+            self._remember(sub, ids_key, at)
         if self.track_dirty:
             self.dirty_subscribers.add(key)
         self._handlers[type(event)](key, sub, event, at, out)
