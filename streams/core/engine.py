@@ -639,7 +639,10 @@ class Engine:
         if self._hot_latest is not None and at <= self._hot_latest:
             return
         self._hot_latest = at
-        horizon = at - self._retention
+        self._drop_expired(at - self._retention)
+
+    def _drop_expired(self, horizon: int) -> None:
+        """``_expire_hotline``'s work once the latest call event moved: drop what is older than ``horizon``."""
         expiry = self._hot_expiry
         while expiry and expiry[0][0] < horizon:
             _, kind, key = heappop(expiry)
@@ -670,8 +673,11 @@ class Engine:
                 return
             if self._hot_latest is not None and at < self._hot_latest - self._retention:
                 return  # older than the hotline's memory: maybe a copy of a call already dropped
-            if self._hot_latest is None or at > self._hot_latest:  # else _expire_hotline returns at once
-                self._expire_hotline(at)
+            if self._hot_latest is None or at > self._hot_latest:  # _expire_hotline(at), inline
+                self._hot_latest = at
+                expiry = self._hot_expiry
+                if expiry and expiry[0][0] < at - self._retention:
+                    self._drop_expired(at - self._retention)
             call = self.calls[key] = Call(ev.queue, at, ev.event_id)
             heappush(self._hot_expiry, (at, 0, key))
             call.seen = Seen.token("call-queue", ev.event_id)
@@ -699,8 +705,11 @@ class Engine:
         call.settled_at = at
         self._dirty_call(key)
         heappush(self._hot_expiry, (at, 0, key))  # kept one retention after it settled
-        if self._hot_latest is None or at > self._hot_latest:  # else _expire_hotline returns at once
-            self._expire_hotline(at)
+        if self._hot_latest is None or at > self._hot_latest:  # _expire_hotline(at), inline
+            self._hot_latest = at
+            expiry = self._hot_expiry
+            if expiry and expiry[0][0] < at - self._retention:
+                self._drop_expired(at - self._retention)
         wkey = (call.queue, call.queued_at - call.queued_at % self._window)
         win = self.windows.get(wkey)
         counts = win is not None and not win.closed and at <= win.close_due
