@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import uuid
+from heapq import heappop, heappush
 from typing import Any
 
 from schemas.inputs import (
@@ -53,8 +54,11 @@ from streams.core.state import (
     APPT_DUE,
     APPT_END,
     APPT_START,
+    ESC,
+    SEP,
     SERVICE_BIT,
     SERVICES,
+    TOPIC_CODE,
     Call,
     Ids,
     Seen,
@@ -199,13 +203,13 @@ class Engine:
         return changes
 
     def _arm(self, due: int, kind: int, key: Any) -> None:
-        heapq.heappush(self._heap, (due, kind, key))
+        heappush(self._heap, (due, kind, key))
 
     def _fire(self, limit: int, inclusive: bool) -> list[Output]:
         out: list[Output] = []
         heap, fire = self._heap, self._fire_kind
         while heap and (heap[0][0] <= limit if inclusive else heap[0][0] < limit):
-            due, kind, key = heapq.heappop(heap)
+            due, kind, key = heappop(heap)
             fire[kind](due, key, out)
         return out
 
@@ -228,15 +232,29 @@ class Engine:
         sub = self.subscribers.get(key)
         if sub is None:
             sub = self.subscribers[key] = Subscriber()
-        ids_key = Ids.key(topic, event.event_id)
-        if ids_key in sub.ids:
+        event_id = event.event_id
+        if " " in event_id or "~" in event_id or event_id[:1] == ESC:
+            ids_key = Ids.key(topic, event_id)
+        else:
+            ids_key = f" {TOPIC_CODE[topic]}{event_id}~"  # Ids.key's common case, inline
+        ids = sub.ids
+        if ids_key in ids:
             return out
-        if sub.seen != Seen.EMPTY:  # a row written before dedup_retention: its ids move into ``ids`` now
-            if Seen.token(topic, event.event_id) in sub.seen:
+        if sub.seen != SEP:  # a row written before dedup_retention (Seen.EMPTY is SEP): its ids move into ``ids``
+            if Seen.token(topic, event_id) in sub.seen:
                 return out
-            sub.ids = Ids.from_seen(sub.seen, at)
+            ids = sub.ids = Ids.from_seen(sub.seen, at)
             sub.seen = Seen.EMPTY
-        self._remember(sub, ids_key, at)
+        # _remember's common case, inline (this runs for every event): an event newer than every id kept
+        at_hex = f"{at:013x}"
+        if ids != " " and at_hex > ids[-14:-1]:
+            k = ids.find("~") + 1
+            before = at - self._retention
+            if ids[k:k + 13] < f"{before:013x}":
+                ids = Ids.prune(ids, before)
+            sub.ids = f"{ids}{ids_key[1:]}{at_hex} "
+        else:
+            self._remember(sub, ids_key, at)
         if self.track_dirty:
             self.dirty_subscribers.add(key)
         self._handlers[type(event)](key, sub, event, at, out)
@@ -289,7 +307,7 @@ class Engine:
             sub.prov_id = ev.event_id
             sub.prov_day = 1
             sub.prov_due = self._days.midnight(ev.promised_start.toordinal() + 1)  # the end of the promised day
-            self._arm(sub.prov_due, K_PROVISION, key)
+            heappush(self._heap, (sub.prov_due, K_PROVISION, key))
 
     def _line_confirmed(self, key: str, sub: Subscriber, ev: LineConfirmed, at: int, out: list[Output]) -> None:
         if sub.confirmed_at is not None:  # the clock starts at the first confirmation only
@@ -300,8 +318,8 @@ class Engine:
             return
         sub.alert_due = at + self._alert_after
         sub.late_due = at + self._late_deadline
-        self._arm(sub.alert_due, K_ALERT, key)
-        self._arm(sub.late_due, K_LATE, key)
+        heappush(self._heap, (sub.alert_due, K_ALERT, key))
+        heappush(self._heap, (sub.late_due, K_LATE, key))
 
     def _service_active(self, key: str, sub: Subscriber, ev: ServiceActive, at: int, out: list[Output]) -> None:
         if sub.active_at is not None:  # billing starts once
@@ -400,10 +418,10 @@ class Engine:
                 sub.out_last = at
                 if self._outage:
                     sub.out_due = at + self._tiers[0][0]
-                    self._arm(sub.out_due, K_OUTAGE, key)
+                    heappush(self._heap, (sub.out_due, K_OUTAGE, key))
                 if self._risk_after is not None:
                     sub.risk_due = at + self._risk_after
-                    self._arm(sub.risk_due, K_RISK, key)
+                    heappush(self._heap, (sub.risk_due, K_RISK, key))
                 if self._elements and ev.element_id:  # an outage opened without an element counts for none
                     sub.out_element = ev.element_id
                     stake, due = self._first_stake(sub, at)
@@ -413,7 +431,7 @@ class Engine:
                     sub.rep_day = 1
                     sub.rep_due = days.midnight(days.after_working_days(days.day_of(at),
                                                                         self._repair.after_working_days))
-                    self._arm(sub.rep_due, K_REPAIR, key)
+                    heappush(self._heap, (sub.rep_due, K_REPAIR, key))
             sub.down |= bit
             sub.out_services |= bit
         else:
@@ -474,7 +492,7 @@ class Engine:
         sub.out_tier = tier + 1
         if tier + 1 < len(self._tiers):
             sub.out_due = start + self._tiers[tier + 1][0]
-            self._arm(sub.out_due, K_OUTAGE, key)
+            heappush(self._heap, (sub.out_due, K_OUTAGE, key))
 
     def _fire_risk(self, due: int, key: str, out: list[Output]) -> None:
         """SPEC section 10: an outage still open at start + alert_after, of a kind that would earn, is at risk."""
@@ -530,7 +548,7 @@ class Engine:
                                       self._repair.per_day_cents, due, [sub.out_start_id], day=day))
         sub.rep_day = day + 1
         sub.rep_due = self._days.next_midnight(due)
-        self._arm(sub.rep_due, K_REPAIR, key)
+        heappush(self._heap, (sub.rep_due, K_REPAIR, key))
 
     # rule 7: delayed provision ----------------------------------------------------
 
@@ -547,7 +565,7 @@ class Engine:
                                       [sub.prov_id], day=day))
         sub.prov_day = day + 1
         sub.prov_due = self._days.next_midnight(due)
-        self._arm(sub.prov_due, K_PROVISION, key)
+        heappush(self._heap, (sub.prov_due, K_PROVISION, key))
 
     # rule 8: missed appointment ---------------------------------------------------
 
@@ -582,7 +600,7 @@ class Engine:
         due = cancel if cancel is not None and cancel <= a[APPT_END] else a[APPT_END]
         if due != a[APPT_DUE]:
             a[APPT_DUE] = due
-            self._arm(due, K_APPOINTMENT, (key, ev.appointment_id))
+            heappush(self._heap, (due, K_APPOINTMENT, (key, ev.appointment_id)))
 
     def _fire_appointment(self, due: int, akey: tuple[str, str], out: list[Output]) -> None:
         key, appt_id = akey
@@ -621,16 +639,19 @@ class Engine:
         if self._hot_latest is not None and at <= self._hot_latest:
             return
         self._hot_latest = at
-        horizon = at - self._retention
+        self._drop_expired(at - self._retention)
+
+    def _drop_expired(self, horizon: int) -> None:
+        """``_expire_hotline``'s work once the latest call event moved: drop what is older than ``horizon``."""
         expiry = self._hot_expiry
         while expiry and expiry[0][0] < horizon:
-            _, kind, key = heapq.heappop(expiry)
+            _, kind, key = heappop(expiry)
             if kind == 0:
                 call = self.calls.get(key)
                 if call is None or max(call.queued_at, call.settled_at or call.queued_at) >= horizon:
                     continue  # dropped already, or settled since: its later entry decides
                 if call.breach_due is not None:  # not fired yet (an unusually long grace): look again later
-                    heapq.heappush(expiry, (horizon, 0, key))
+                    heappush(expiry, (horizon, 0, key))
                     continue
                 del self.calls[key]
                 self._dirty_call(key)
@@ -639,7 +660,7 @@ class Engine:
                 if win is None:
                     continue
                 if not win.closed:
-                    heapq.heappush(expiry, (horizon, 1, key))
+                    heappush(expiry, (horizon, 1, key))
                     continue
                 del self.windows[key]
                 self._dirty_window(key)
@@ -652,22 +673,28 @@ class Engine:
                 return
             if self._hot_latest is not None and at < self._hot_latest - self._retention:
                 return  # older than the hotline's memory: maybe a copy of a call already dropped
-            self._expire_hotline(at)
+            if self._hot_latest is None or at > self._hot_latest:  # _expire_hotline(at), inline
+                self._hot_latest = at
+                expiry = self._hot_expiry
+                if expiry and expiry[0][0] < at - self._retention:
+                    self._drop_expired(at - self._retention)
             call = self.calls[key] = Call(ev.queue, at, ev.event_id)
-            heapq.heappush(self._hot_expiry, (at, 0, key))
+            heappush(self._hot_expiry, (at, 0, key))
             call.seen = Seen.token("call-queue", ev.event_id)
             call.breach_due = at + self._answer_within
-            self._arm(call.breach_due, K_BREACH, key)
+            heappush(self._heap, (call.breach_due, K_BREACH, key))
             wkey = (ev.queue, at - at % self._window)
             win = self.windows.get(wkey)
             if win is None:
                 win = self.windows[wkey] = Window(wkey[1] + self._window + self._answer_within)
-                self._arm(win.close_due, K_KPI, wkey)
-                heapq.heappush(self._hot_expiry, (win.close_due, 1, wkey))
+                heappush(self._heap, (win.close_due, K_KPI, wkey))
+                heappush(self._hot_expiry, (win.close_due, 1, wkey))
             if not win.closed:  # a call arriving after its window closed is not in that window's one record
                 win.offered += 1
-                self._dirty_window(wkey)
-            self._dirty_call(key)
+                if self.track_dirty:
+                    self.dirty_windows.add(wkey)
+            if self.track_dirty:
+                self.dirty_calls.add(key)
             return
         if call is None or call.status != Call.QUEUED:
             return  # unknown, already answered or already abandoned: changes nothing
@@ -677,8 +704,12 @@ class Engine:
         call.seen += token[1:]
         call.settled_at = at
         self._dirty_call(key)
-        heapq.heappush(self._hot_expiry, (at, 0, key))  # kept one retention after it settled
-        self._expire_hotline(at)
+        heappush(self._hot_expiry, (at, 0, key))  # kept one retention after it settled
+        if self._hot_latest is None or at > self._hot_latest:  # _expire_hotline(at), inline
+            self._hot_latest = at
+            expiry = self._hot_expiry
+            if expiry and expiry[0][0] < at - self._retention:
+                self._drop_expired(at - self._retention)
         wkey = (call.queue, call.queued_at - call.queued_at % self._window)
         win = self.windows.get(wkey)
         counts = win is not None and not win.closed and at <= win.close_due

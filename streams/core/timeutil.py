@@ -13,9 +13,24 @@ def to_us(dt: datetime) -> int:
     return (dt - EPOCH) // _ONE_US
 
 
+_DAY_US = 86_400_000_000
+_DAYS: dict[int, str] = {}  # day since the epoch -> "YYYY-MM-DDT" (one entry per distinct day formatted)
+_HOUR_MINUTE = tuple(f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440))  # minute of the day -> "HH:MM:"
+_SECOND = tuple(f"{s:02d}" for s in range(60))
+
+
 def iso(us: int) -> str:
-    """RFC 3339 in UTC, e.g. ``2007-05-11T00:00:00+00:00``."""
-    return (EPOCH + timedelta(microseconds=us)).isoformat()
+    """RFC 3339 in UTC, e.g. ``2007-05-11T00:00:00+00:00``: the text of ``datetime.isoformat()``, built from a
+    per-day prefix and tables (``datetime`` arithmetic and ``isoformat`` cost more than twice as much)."""
+    day, rem = divmod(us, _DAY_US)
+    prefix = _DAYS.get(day)
+    if prefix is None:
+        prefix = _DAYS[day] = (EPOCH + timedelta(days=day)).date().isoformat() + "T"
+    s, frac = divmod(rem, 1_000_000)
+    m, s = divmod(s, 60)
+    if frac:
+        return f"{prefix}{_HOUR_MINUTE[m]}{_SECOND[s]}.{frac:06d}+00:00"
+    return f"{prefix}{_HOUR_MINUTE[m]}{_SECOND[s]}+00:00"
 
 
 def parse_instant(text: str) -> int:
