@@ -42,8 +42,7 @@ from streams.topics import ELEMENTS_TABLE, ELEMENTS_TOPIC, HOTLINE_TABLE, SUBSCR
 
 log = logging.getLogger("charter.live")
 
-# acks one input event: faust's stream.ack (awaited), or ConsumerView.ack of a batched message (returns None)
-Ack = Callable[[Any], Awaitable[Any] | None]
+Ack = Callable[[Any], None]  # acks one fetched message (ConsumerView.ack)
 ReadChangelog = Callable[[Settings, TopicPartition], Awaitable[dict[bytes, bytes]]]
 TxnFactory = Callable[[str], Any]  # transactional id -> a transactional producer, not started
 RowsOf = Callable[[Any], list[Row]]  # an engine -> its changed rows
@@ -247,9 +246,7 @@ class Tasks:
         ack = lt.ack
         for held in done:
             for event in lt.acks.done(held):
-                acked = ack(event)
-                if acked is not None:
-                    await acked
+                ack(event)
 
     async def step(self, lt: LiveTask, read_until: dict[Any, int | None], now: int) -> None:
         """Apply what may be applied, then flush."""
