@@ -11,9 +11,10 @@ class Held:
 
     __slots__ = ("done", "event", "message", "tp")
 
-    def __init__(self, tp: Any, event: Any) -> None:
-        # the token interface streams.live.progress.Delivered also has (a fetched message is its own token)
-        self.tp, self.event, self.message, self.done = tp, event, event, False
+    def __init__(self, tp: Any, event: Any, message: Any = None) -> None:
+        # event: what is acked (a faust stream's event, or the message itself on the batched path)
+        self.tp, self.event, self.done = tp, event, False
+        self.message = event if message is None else message
 
 
 class InOrderAcks:
@@ -32,13 +33,18 @@ class InOrderAcks:
     def __init__(self) -> None:
         self._pending: dict[Any, deque[Held]] = {}  # tp -> its messages not acked yet, in the order received
 
-    def received(self, tp: Any, event: Any) -> Held:
-        """Note a message of ``tp`` as received (messages of a topic-partition arrive in offset order)."""
-        return self.hold(Held(tp, event))
+    def received(self, tp: Any, event: Any, message: Any = None) -> Held:
+        """Note a message of ``tp`` as received (messages of a topic-partition arrive in offset order); ``event``
+        is what will be acked, ``message`` the message (by default the event itself)."""
+        held = Held(tp, event, message)
+        queue = self._pending.get(tp)
+        if queue is None:
+            queue = self._pending[tp] = deque()
+        queue.append(held)
+        return held
 
     def hold(self, held: Any) -> Any:
-        """Note a received message by its token: a ``Held``, or a message that is its own token (``tp``, ``event``,
-        ``message`` and ``done`` like a ``Held``: streams.live.progress.Delivered)."""
+        """Note a message that is its own token (``tp``, ``event``, ``message`` and ``done`` like a ``Held``)."""
         queue = self._pending.get(held.tp)
         if queue is None:
             queue = self._pending[held.tp] = deque()

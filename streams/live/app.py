@@ -143,7 +143,7 @@ class Live:
         self.forwarding: dict[TP, asyncio.Future] = {}  # per call-queue partition: its last forward in flight
         self.forward_failed: set[TP] = set()  # call-queue partitions whose forward failed, until the rebalance
 
-        # no agent: every topic takes the batched path, one call per fetch
+        # no agent: the customer topics and the clock take the batched path, one call per fetch
         for topic in (self.main_topic, self.call_topic, self.hotline_topic, self.elements_topic):
             app.topics.add(topic)
         use_batched_drain(app, [*self.main_topic.topics, self.call_name, self.hotline_name, self.elements_name],
@@ -223,7 +223,7 @@ class Live:
             name = self._unprefixed[topic] = self.settings.unprefixed(topic)
         return name
 
-    # ------------------------------------------------------------ fetches
+    # ------------------------------------------------------------ agents
 
     async def _batch(self, batch: Mapping[TP, list[Any]]) -> None:
         """One fetch (streams.live.progress.use_batched_drain), by topic."""
@@ -388,12 +388,12 @@ class Live:
             if lt is None:
                 return  # a rebalance came while its state was read, or it is parked
             sources.reset()
-        hold, push = lt.acks.hold, lt.task.push
+        received, push = lt.acks.received, lt.task.push
         watermarks = []
         for message in messages:
             rec = orjson.loads(message.value)
             s = rec["s"]
-            held = hold(message)
+            held = received(tp, message)
             if "wm" in rec:
                 sources.watermark(s, rec["wm"])
                 watermarks.append(held)  # acked once the items before it (of any source) are applied and written

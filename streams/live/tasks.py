@@ -42,7 +42,8 @@ from streams.topics import ELEMENTS_TABLE, ELEMENTS_TOPIC, HOTLINE_TABLE, SUBSCR
 
 log = logging.getLogger("charter.live")
 
-Ack = Callable[[Any], None]  # acks one fetched message (ConsumerView.ack)
+# acks one input event: faust's stream.ack (awaited), or ConsumerView.ack of a batched message (returns None)
+Ack = Callable[[Any], Awaitable[Any] | None]
 ReadChangelog = Callable[[Settings, TopicPartition], Awaitable[dict[bytes, bytes]]]
 TxnFactory = Callable[[str], Any]  # transactional id -> a transactional producer, not started
 RowsOf = Callable[[Any], list[Row]]  # an engine -> its changed rows
@@ -246,7 +247,9 @@ class Tasks:
         ack = lt.ack
         for held in done:
             for event in lt.acks.done(held):
-                ack(event)
+                acked = ack(event)
+                if acked is not None:
+                    await acked
 
     async def step(self, lt: LiveTask, read_until: dict[Any, int | None], now: int) -> None:
         """Apply what may be applied, then flush."""
