@@ -1,11 +1,12 @@
-"""Fakes of what the live adapter talks to (faust's stream, the consumer's state, the producers, the changelog),
-so its own logic is tested without a broker: the model is Kafka Streams' TopologyTestDriver and Quix Streams'
-message stubs. What is Kafka's behaviour (offsets, rebalances, transactions) stays in tests/kafka."""
+"""Fakes of what the live adapter talks to (the batched drain's fetches, the consumer's state, the producers, the
+changelog), so its own logic is tested without a broker: the model is Kafka Streams' TopologyTestDriver and Quix
+Streams' message stubs. What is Kafka's behaviour (offsets, rebalances, transactions) stays in tests/kafka."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -13,50 +14,21 @@ from faust.types import TP
 
 from streams.charter import load_charter
 from streams.live import Live
+from streams.live.progress import Delivered
 from streams.settings import Settings
 
 PREFIX = "fake."
 
 
-class Message:
-    """A fetched message as the batched drain hands it over (streams.live.progress.Delivered): its own ack token."""
-
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes, key: bytes | None = None) -> None:
-        self.topic, self.partition, self.offset, self.value, self.key = topic, partition, offset, value, key
-        self.tp = TP(topic, partition)
-        self.done = False
-
-    @property
-    def event(self) -> Message:
-        return self
-
-    @property
-    def message(self) -> Message:
-        return self
+def fetched(topic: str, partition: int, offset: int, value: bytes, key: bytes | None = None) -> Delivered:
+    """A fetched message as the batched drain hands it over (the real class: its own ack token)."""
+    record = SimpleNamespace(topic=topic, partition=partition, offset=offset, key=key, value=value)
+    return Delivered(TP(topic, partition), record)
 
 
 class Event:
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Delivered) -> None:
         self.message = message
-
-
-class Stream:
-    """An agent's stream over a fixed list of events; ``acked`` lists (topic, offset) in the order acked."""
-
-    def __init__(self, log: list, events: Iterable[Event] = ()) -> None:
-        self.log = log
-        self.events_in = list(events)
-
-    def noack(self) -> Stream:
-        return self
-
-    async def events(self):
-        for event in self.events_in:
-            yield event
-            await asyncio.sleep(0)  # let background flushes run, as the real stream's awaits do
-
-    async def ack(self, event: Event) -> None:
-        self.log.append(("ack", event.message.topic, event.message.offset))
 
 
 class View:
@@ -80,7 +52,7 @@ class View:
     def request_rejoin(self) -> None:
         self.rejoins += 1
 
-    def ack(self, message: Message) -> None:
+    def ack(self, message: Delivered) -> None:
         self.log.append(("ack", message.topic, message.offset))
 
     def highwater(self, tp: TP) -> int | None:
@@ -203,7 +175,7 @@ class Driver:
         self.view.hw[tp] = offset + 1
         self.view.fetched_ms[tp] = 4_000_000_000_000  # far after every event: read up to then
         raw = value if isinstance(value, bytes) else orjson.dumps(value)
-        return Event(Message(PREFIX + topic, partition, offset, raw, key))
+        return Event(fetched(PREFIX + topic, partition, offset, raw, key))
 
     def tick(self, partition: int) -> Event:
         return self.message("charter-clock", partition, b"")
@@ -222,7 +194,7 @@ class Driver:
         (grouped by topic-partition within a fetch, in order)."""
         events = list(events)
         for i in range(0, len(events), fetch):
-            batch: dict[TP, list[Message]] = {}
+            batch: dict[TP, list[Delivered]] = {}
             for event in events[i:i + fetch]:
                 batch.setdefault(event.message.tp, []).append(event.message)
             await self.live._batch(batch)
