@@ -231,16 +231,35 @@ def expected_outputs(lines: list[bytes], charter: Charter | str, until_us: int) 
     return normalize(replay(lines, charter if isinstance(charter, Charter) else load_charter(charter), until_us))
 
 
-def publish_records(dep: Deployment, records: list[dict[str, Any]], realtime: bool = True) -> None:
+def publish_records(dep: Deployment, records: list[dict[str, Any]], realtime: bool = True,
+                    sent_at: list[float] | None = None) -> None:
+    """Publish records (at their occurred_at when ``realtime``); ``sent_at`` receives each one's send time."""
+    on_sent = None if sent_at is None else (lambda: sent_at.append(time.time()))
+
     async def run() -> None:
         producer = AIOKafkaProducer(**dep.client_options(), acks="all", linger_ms=2)
         await producer.start()
         try:
-            await publish(producer, records, realtime=realtime, prefix=dep.prefix, absolute=True)
+            await publish(producer, records, realtime=realtime, prefix=dep.prefix, absolute=True, on_sent=on_sent)
         finally:
             await producer.stop()
 
     asyncio.run(run())
+
+
+def publish_lateness(records: list[dict], sent_at: list[float], customers: set[str]) -> str:
+    """How late the publisher sent each event of ``customers`` (and the worst overall): an event sent after its
+    occurred_at + grace may rightly miss a deadline live (SPEC 5), which no worker can help."""
+    lines, worst = [], 0.0
+    for rec, sent in zip(records, sent_at, strict=False):
+        value = rec["value"]
+        if not isinstance(value, dict) or not value.get("occurred_at"):
+            continue
+        late = sent - datetime.fromisoformat(value["occurred_at"]).timestamp()
+        worst = max(worst, late)
+        if value.get("customer_id") in customers:
+            lines.append(f"  {rec['topic']} {value.get('event_id')} at {value['occurred_at']}: sent {late:+.2f} s")
+    return "\n".join([f"publisher: worst lateness {worst:.2f} s; events of the differing customers:", *lines])
 
 
 def iso(t: datetime) -> str:

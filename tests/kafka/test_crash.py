@@ -23,7 +23,7 @@ from streams.gen import generate
 from streams.producer import record_key
 from streams.replay import replay
 from streams.topics import CLOCK_TOPIC, OUTPUT_TOPICS
-from tests.kafka.harness import OutputReader, lines_of, publish_records, wait_for
+from tests.kafka.harness import OutputReader, lines_of, publish_lateness, publish_records, wait_for
 
 HORIZON = 40.0  # seconds after the last event: the seconds charter's longest deadline (30 d first month) and KPI
 
@@ -58,6 +58,11 @@ async def _partitions(consumer, topics):
         for p in consumer.partitions_for_topic(t) or ():
             out.append(TopicPartition(t, p))
     return out
+
+
+def _without_emitted_at(expected: dict, value: dict) -> dict | None:
+    want = expected.get(value["compensation_id"])
+    return None if not want else {k: x for k, x in want[0].items() if k != "emitted_at"}
 
 
 def with_invalid_messages(records: list[dict], every: int = 40) -> list[dict]:
@@ -100,7 +105,9 @@ def test_sigkill_five_times_loses_nothing(deployment, guarantee, static):
     assert datetime.now(UTC) < start - timedelta(seconds=2), "generating the scenario took too long"
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     reader = OutputReader(dep, ["compensation"], isolation_level=isolation)
-    publisher = threading.Thread(target=publish_records, args=(dep, traffic), daemon=True)
+    sent_at: list[float] = []
+    publisher = threading.Thread(target=publish_records, args=(dep, traffic), kwargs={"sent_at": sent_at},
+                                 daemon=True)
     publisher.start()
     rng = random.Random(guarantee)
     kills = 0
@@ -125,10 +132,14 @@ def test_sigkill_five_times_loses_nothing(deployment, guarantee, static):
     seen = defaultdict(list)
     for _, _, v in got:
         seen[v["compensation_id"]].append({k: x for k, x in v.items() if k != "emitted_at"})
-    if set(seen) != set(expected):  # keep the evidence for whoever debugs this
+    differ = any(v != {k: x for k, x in expected[cid][0].items() if k != "emitted_at"}
+                 for cid, values in seen.items() if cid in expected for v in values)
+    if set(seen) != set(expected) or differ:  # keep the evidence for whoever debugs this
         dump = dep.tmp / f"crash-{guarantee}.json"
         dump.write_bytes(orjson.dumps({"got": seen, "expected": expected, "records": records}))
         print(f"evidence: {dump}")
+        print(publish_lateness(traffic, sent_at, {v[0]["customer_id"] for v in seen.values()
+                                                   if v[0] != _without_emitted_at(expected, v[0])}))
     assert set(seen) == set(expected), (
         f"missing {len(set(expected) - set(seen))}, unexpected {len(set(seen) - set(expected))}")
     for cid, values in seen.items():
@@ -137,7 +148,7 @@ def test_sigkill_five_times_loses_nothing(deployment, guarantee, static):
         assert values[0] == want
     repeats = sum(len(v) - 1 for v in seen.values())
     print(f"{guarantee}: {len(seen)} compensations, {repeats} exact repeats, {kills} kills, "
-          f"{worker.starts} starts")
+          f"{worker.starts} starts; {publish_lateness(traffic, sent_at, set())}")
     if guarantee == "exactly_once":
         assert repeats == 0, f"{repeats} compensations repeated under exactly-once"
     assert orjson.dumps(sorted(seen)) == orjson.dumps(sorted(expected))

@@ -29,6 +29,7 @@ from tests.kafka.harness import (
     expected_outputs,
     lines_of,
     normalize,
+    publish_lateness,
     publish_records,
     scenario,
     wait_for,
@@ -71,7 +72,9 @@ def test_soak_ten_minutes_with_a_rebalance_every_minute(deployment):
     start = datetime.now(UTC) + timedelta(seconds=2)
     records = soak_records(start, SOAK_MINUTES)
     reader = OutputReader(dep)
-    publisher = threading.Thread(target=publish_records, args=(dep, records), daemon=True)
+    sent_at: list[float] = []
+    publisher = threading.Thread(target=publish_records, args=(dep, records), kwargs={"sent_at": sent_at},
+                                 daemon=True)
     rss: list[float] = []
     exits: list[int | None] = []
     try:
@@ -103,6 +106,7 @@ def test_soak_ten_minutes_with_a_rebalance_every_minute(deployment):
             raise AssertionError(
                 f"{e}\ncompensations missing: {len(want_ids - have_ids)}, repeated: {compensation_repeats(got)}"
                 f"\nrss MB by minute: {rss}\nsecond worker exit codes: {exits}"
+                f"\n{publish_lateness(records, sent_at, set())}"
                 f"\n--- first worker log (excerpt):\n{log_excerpt(first)}"
                 f"\n--- second worker log (excerpt):\n{log_excerpt(second)}") from None
         rss_after = _rss_mb(first)
