@@ -23,6 +23,7 @@ from streams.gen import generate
 from streams.producer import record_key
 from streams.replay import replay
 from streams.topics import CLOCK_TOPIC, OUTPUT_TOPICS
+from tests.kafka.faults import log_excerpt
 from tests.kafka.harness import OutputReader, lines_of, publish_lateness, publish_records, wait_for
 
 HORIZON = 40.0  # seconds after the last event: the seconds charter's longest deadline (30 d first month) and KPI
@@ -140,6 +141,10 @@ def test_sigkill_five_times_loses_nothing(deployment, guarantee, static):
         print(f"evidence: {dump}")
         print(publish_lateness(traffic, sent_at, {v[0]["customer_id"] for v in seen.values()
                                                    if v[0] != _without_emitted_at(expected, v[0])}))
+        assignments = worker.log_text().count("Setting newly assigned partitions")
+        print(f"worker: {worker.starts} starts, {assignments} assignments; what its log says went wrong:\n"
+              + log_excerpt(worker, ("transaction", "did not land", "rebalance came", "parked", "Traceback",
+                                     "ERROR"), limit=60))
     assert set(seen) == set(expected), (
         f"missing {len(set(expected) - set(seen))}, unexpected {len(set(seen) - set(expected))}")
     for cid, values in seen.items():
