@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         10_000, ge=10, description="events a partition's event-time merge holds from one input topic-partition while "
         "it waits on another; past it that topic-partition is paused until half of them are applied, so a skewed "
         "backlog cannot grow the worker's memory without bound")
+    max_poll_records: int = Field(
+        5000, ge=1, description="most input records one fetch hands to the partition tasks: larger batches cost "
+        "less per event, smaller ones hold less memory while a backlog is applied (Kafka's max.poll.records)")
     topic_prefix: str = Field("", description="prefix of every topic name (namespaces a deployment or a test)")
     instance_id: str | None = Field(
         None, description="static group membership (Kafka group.instance.id): a stable, unique name per worker, e.g. "

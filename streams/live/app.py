@@ -63,7 +63,6 @@ from streams.topics import CALL_TOPIC, CLOCK_TOPIC, CUSTOMER_TOPICS, ELEMENTS_TO
 log = logging.getLogger("charter.live")
 
 RAW = {"key_serializer": "raw", "value_serializer": "raw"}
-MAX_POLL_RECORDS = 5000
 
 
 class Live:
@@ -110,7 +109,7 @@ class Live:
             # at most this many records per fetch handed to the batched path (faust's default: no limit, so a backlog
             # came as one fetch of every prefetched record, all decoded at once: +340 B of RSS per subscriber left
             # behind in a 1,000,000-subscriber run, docs/performance.md); Kafka's own default is 500
-            broker_max_poll_records=MAX_POLL_RECORDS,
+            broker_max_poll_records=settings.max_poll_records,
         )
         t = settings.topic
         self.clock_name, self.hotline_name, self.call_name = t(CLOCK_TOPIC), t(HOTLINE_TOPIC), t(CALL_TOPIC)
