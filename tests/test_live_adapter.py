@@ -217,57 +217,6 @@ def test_a_rebalance_during_a_changelog_read_leaves_no_task_behind():
     assert not d.kinds("ack")
 
 
-def test_a_fetch_from_before_a_rebalance_is_dropped_after_it_not_pushed_into_the_new_assignment_s_tasks():
-    # The fetch brings partitions 0 and 1; a rebalance (revoke, then the same partitions assigned again) comes
-    # while partition 0's state is read. Partition 1's messages are of the old assignment: faust seeks back to the
-    # committed offsets, so they come again, and handled now they would be applied twice, out of order, with a
-    # stale read progress (the exactly-once crash test paid an outage without a service that went down later).
-    async def scenario():
-        d = Driver()
-        d.quiet(0)
-        d.quiet(1)
-        d.reading = asyncio.Event()
-        fetch = d.run_main([d.message("switch-claim", 0, claim("e1")),
-                            d.message("switch-claim", 1, claim("e2", customer="C2"))], fetch=2)
-        agent = asyncio.ensure_future(fetch)
-        while not d.kinds("read-changelog"):
-            await asyncio.sleep(0)
-        await d.live._on_revoked(d.live.app, [])
-        await d.live._on_assigned(d.live.app, [])
-        d.reading.set()
-        await agent
-        return d
-
-    d = run(scenario())
-    assert d.live.tasks.main == {}
-    assert [e[2] for e in d.kinds("read-changelog")] == [0], "a task was loaded for the stale fetch"
-    assert not d.kinds("ack", "send")
-    assert d.live.progress._next == {}
-
-
-def test_calls_fetched_before_a_rebalance_are_neither_forwarded_after_it_nor_acked():
-    async def scenario():
-        d = Driver()
-
-        class Hotline:
-            async def send(self, key, value, partition):
-                return await d.delivery.send(PREFIX + "charter-hotline", key, value, partition)
-
-        d.live.hotline_topic = Hotline()
-        d.delivery.hold()
-        call = {"event_id": "k1-queued", "call_id": "k1", "occurred_at": T0, "queue": "support", "type": "queued"}
-        first = d.message("call-queue", 0, call)
-        await d.live._batch({first.message.tp: [first.message]})
-        await d.live._on_revoked(d.live.app, [])
-        d.delivery.release()
-        await asyncio.gather(*d.live.forwarding.values())
-        return d
-
-    d = run(scenario())
-    assert d.kinds("send") and not d.kinds("ack")
-    assert d.live.progress._next == {}
-
-
 def test_a_revoke_waits_for_the_flush_in_flight_and_the_dropped_task_acks_nothing():
     async def scenario():
         d = Driver()
