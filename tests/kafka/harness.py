@@ -259,7 +259,8 @@ def publish_lateness(records: list[dict], sent_at: list[float], customers: set[s
         worst = max(worst, late)
         if value.get("customer_id") in customers:
             lines.append(f"  {rec['topic']} {value.get('event_id')} at {value['occurred_at']}: sent {late:+.2f} s")
-    return "\n".join([f"publisher: worst lateness {worst:.2f} s; events of the differing customers:", *lines])
+    head = f"publisher: worst lateness {worst:.2f} s"
+    return "\n".join([f"{head}; events of the differing customers:" if customers else head, *lines])
 
 
 def iso(t: datetime) -> str:
