@@ -39,7 +39,8 @@ class View:
         self.owned: set[TP] | None = None  # None: every partition is ours
         self.hw: dict[TP, int] = {}
         self.fetched_ms: dict[TP, int] = {}
-        self.committed_offsets: dict[TP, int] = {}
+        self.positions: dict[TP, int | None] = {}  # the consumer's position (default 0; None: being reset)
+        self.given_back: list[dict[TP, tuple[int, int]]] = []  # unread(): (first, last) offsets per partition
         self.rejoins = 0  # rebalances asked for
         self.flow: list[tuple[str, TP]] = []  # ("pause" | "resume", tp), in order
 
@@ -61,8 +62,11 @@ class View:
     def fetched_at_ms(self, tp: TP) -> int | None:
         return self.fetched_ms.get(tp)
 
-    def committed(self, tp: TP) -> int | None:
-        return self.committed_offsets.get(tp)
+    def position(self, tp: TP) -> int | None:
+        return self.positions.get(tp, 0)
+
+    async def unread(self, records: dict) -> None:
+        self.given_back.append({tp: (rows[0].offset, rows[-1].offset) for tp, rows in records.items()})
 
     def owns(self, tp: TP) -> bool:
         return self.owned is None or tp in self.owned

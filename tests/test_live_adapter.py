@@ -217,6 +217,57 @@ def test_a_rebalance_during_a_changelog_read_leaves_no_task_behind():
     assert not d.kinds("ack")
 
 
+def test_a_fetch_from_before_a_rebalance_is_dropped_after_it_not_pushed_into_the_new_assignment_s_tasks():
+    # The fetch brings partitions 0 and 1; a rebalance (revoke, then the same partitions assigned again) comes
+    # while partition 0's state is read. Partition 1's messages are of the old assignment: faust seeks back to the
+    # committed offsets, so they come again, and handled now they would be applied twice, out of order, with a
+    # stale read progress (the exactly-once crash test paid an outage without a service that went down later).
+    async def scenario():
+        d = Driver()
+        d.quiet(0)
+        d.quiet(1)
+        d.reading = asyncio.Event()
+        fetch = d.run_main([d.message("switch-claim", 0, claim("e1")),
+                            d.message("switch-claim", 1, claim("e2", customer="C2"))], fetch=2)
+        agent = asyncio.ensure_future(fetch)
+        while not d.kinds("read-changelog"):
+            await asyncio.sleep(0)
+        await d.live._on_revoked(d.live.app, [])
+        await d.live._on_assigned(d.live.app, [])
+        d.reading.set()
+        await agent
+        return d
+
+    d = run(scenario())
+    assert d.live.tasks.main == {}
+    assert [e[2] for e in d.kinds("read-changelog")] == [0], "a task was loaded for the stale fetch"
+    assert not d.kinds("ack", "send")
+    assert d.live.progress._next == {}
+
+
+def test_calls_fetched_before_a_rebalance_are_neither_forwarded_after_it_nor_acked():
+    async def scenario():
+        d = Driver()
+
+        class Hotline:
+            async def send(self, key, value, partition):
+                return await d.delivery.send(PREFIX + "charter-hotline", key, value, partition)
+
+        d.live.hotline_topic = Hotline()
+        d.delivery.hold()
+        call = {"event_id": "k1-queued", "call_id": "k1", "occurred_at": T0, "queue": "support", "type": "queued"}
+        first = d.message("call-queue", 0, call)
+        await d.live._batch({first.message.tp: [first.message]})
+        await d.live._on_revoked(d.live.app, [])
+        d.delivery.release()
+        await asyncio.gather(*d.live.forwarding.values())
+        return d
+
+    d = run(scenario())
+    assert d.kinds("send") and not d.kinds("ack")
+    assert d.live.progress._next == {}
+
+
 def test_a_revoke_waits_for_the_flush_in_flight_and_the_dropped_task_acks_nothing():
     async def scenario():
         d = Driver()
@@ -246,10 +297,15 @@ def test_a_partition_is_idle_once_read_to_the_high_watermark_of_the_last_fetch()
     tp = TP("t", 0)
     assert not progress.idle(tp), "idle before any fetch"
     view.hw[tp] = 5
-    view.committed_offsets[tp] = 3
-    assert not progress.idle(tp), "idle with unread input after the committed offset"
-    view.committed_offsets[tp] = 5
-    assert progress.idle(tp), "not idle at the committed offset = high watermark (nothing ever received)"
+    view.positions[tp] = None
+    assert not progress.idle(tp), "idle while the consumer's position is being reset"
+    view.positions[tp] = 3
+    assert not progress.idle(tp), "idle with unread input after the position it starts from"
+    view.positions[tp] = 5
+    assert progress.idle(tp), "not idle at a position = high watermark (nothing received since the assignment)"
+    progress.unreading.add(tp)
+    assert not progress.idle(tp), "idle while messages handed out are given back (the position is past them)"
+    progress.unreading.discard(tp)
     progress.received(tp, 4)
     assert progress.idle(tp)
     view.hw[tp] = 7
@@ -366,12 +422,19 @@ class _Consumer:
         self.should_stop = False
         self.flow_active = True
         self.suspend_flow = asyncio.Event()
+        self.inactive_for: set[int] = set()  # fetches (by number) during which a rebalance stopped the flow
+        self._fetched = 0
 
     async def _wait_next_records(self, timeout: float):
         if not self.fetches:
             self.fetcher._stopped.set()
             return {}, None
+        self._fetched += 1
+        self.flow_active = self._fetched not in self.inactive_for
         return self.fetches.pop(0), None
+
+    async def perform_seek(self) -> None:
+        self.log.append(("seek to committed",))
 
     def _to_message(self, tp, record):
         from types import SimpleNamespace
@@ -421,7 +484,7 @@ def test_the_batched_drain_hands_each_fetch_over_once_and_keeps_other_topics_on_
     async def handler(batch) -> None:
         log.append(("batch", {tp.topic: [m.offset for m in ms] for tp, ms in batch.items()}))
 
-    use_batched_drain(app, ["main"], handler)
+    use_batched_drain(app, ["main"], handler, View([]), ReadProgress(View([])))
     asyncio.run(consumer._drain_messages(fetcher))
     assert log == [
         ("agent", "calls", 0),
@@ -431,6 +494,38 @@ def test_the_batched_drain_hands_each_fetch_over_once_and_keeps_other_topics_on_
     ]
     assert consumer._read_offset[main] == 5
     assert main in app.monitor.stream_inbound_time, "faust's livelock check would report the partition as stuck"
+
+
+def test_a_fetch_handed_out_while_a_rebalance_stops_the_flow_is_given_back_not_handled():
+    """aiokafka can hand out a new assignment's first messages before faust resumes the flow. faust drops them and
+    seeks to the committed offsets, which moves no partition without a commit: they were lost. The drain gives them
+    back (the consumer seeks to the first of them) and keeps the partition from looking idle meanwhile."""
+    from streams.live.progress import use_batched_drain
+
+    main = TP("main", 0)
+    log: list = []
+    fetcher = _Fetcher()
+    consumer = _Consumer([{main: [_Record("main", 0, 0), _Record("main", 0, 1)]},
+                          {main: [_Record("main", 0, 0), _Record("main", 0, 1)]}], fetcher, log)
+    consumer.inactive_for = {1}
+    view = View([])
+    progress = ReadProgress(view)
+    unreading: list = []
+
+    async def unread(records) -> None:
+        unreading.append(set(progress.unreading))
+        log.append(("given back", {tp.topic: [r.offset for r in rows] for tp, rows in records.items()}))
+
+    view.unread = unread
+
+    async def handler(batch) -> None:
+        log.append(("batch", {tp.topic: [m.offset for m in ms] for tp, ms in batch.items()}))
+
+    use_batched_drain(_DrainApp(consumer), ["main"], handler, view, progress)
+    asyncio.run(consumer._drain_messages(fetcher))
+    assert log == [("given back", {"main": [0, 1]}), ("seek to committed",), ("batch", {"main": [0, 1]})]
+    assert unreading == [{main}], "the partition could look idle while its messages were given back"
+    assert not progress.unreading
 
 
 def test_calls_are_forwarded_in_order_and_acked_only_once_delivered():
@@ -476,3 +571,46 @@ def test_calls_are_forwarded_in_order_and_acked_only_once_delivered():
     assert before == [], "a call was acked before its forward to the hotline was delivered"
     assert [(t, o) for _, t, o in d.kinds("ack")] == [(PREFIX + "call-queue", o) for o in range(3)]
     assert d.live.registry.get_sample_value("charter_events_total", {"topic": "call-queue"}) == 2, "valid ones only"
+
+
+def test_messages_given_back_are_read_again_from_the_first_unless_the_position_moved_otherwise():
+    """ConsumerView.position and .unread over aiokafka's own subscription state (its fetcher, which needs a broker,
+    replaced by the subscription's seek it calls): a partition whose position is right after the messages given
+    back is seeked to the first of them; one that a new assignment's reset or a seek has moved is left alone."""
+    import threading
+    from types import SimpleNamespace
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+
+    async def make() -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", group_id=None)
+        consumer.assign([a, b])
+        consumer._fetcher = SimpleNamespace(seek_to=consumer._subscription.seek)
+        return consumer
+
+    def in_thread(coro):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(5)
+
+    consumer = in_thread(make())
+    try:
+        view = ConsumerView(SimpleNamespace(consumer=SimpleNamespace(_thread=SimpleNamespace(thread_loop=loop))))
+        view._aiokafka_consumer = consumer
+        assert view.position(TP("t", 0)) is None, "a position before aiokafka has reset it"
+
+        async def seek(tp, offset):
+            consumer.seek(tp, offset)
+
+        in_thread(seek(a, 5))  # handed out 3 and 4
+        in_thread(seek(b, 9))  # reset elsewhere since
+        record = SimpleNamespace
+        asyncio.run(view.unread({TP("t", 0): [record(offset=3), record(offset=4)],
+                                 TP("t", 1): [record(offset=3), record(offset=4)]}))
+        assert (view.position(TP("t", 0)), view.position(TP("t", 1))) == (3, 9)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

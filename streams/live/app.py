@@ -146,7 +146,7 @@ class Live:
         for topic in (self.main_topic, self.call_topic, self.hotline_topic, self.elements_topic):
             app.topics.add(topic)
         use_batched_drain(app, [*self.main_topic.topics, self.call_name, self.hotline_name, self.elements_name],
-                          self._batch)
+                          self._batch, self.view, self.progress)
         app.timer(settings.tick_interval, name="charter_clock")(self._tick)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -225,25 +225,40 @@ class Live:
     # ------------------------------------------------------------ agents
 
     async def _batch(self, batch: Mapping[TP, list[Any]]) -> None:
-        """One fetch (streams.live.progress.use_batched_drain), by topic."""
+        """One fetch (streams.live.progress.use_batched_drain), by topic.
+
+        A fetch is of one assignment: if a rebalance comes while it is handled (every await here may let one run:
+        a changelog read, a delivery), what is left of it is dropped unacked. After the rebalance faust seeks each
+        assigned partition back to its committed offset, so those messages come again; pushed into a task of the
+        new assignment they would come twice, the second time behind later ones, and the stale read progress
+        would let the clock pass them."""
+        generation = self.tasks.generation
         main = {}
         for tp, messages in batch.items():
+            if self.tasks.generation != generation:
+                return
             topic = tp.topic
             if topic == self.call_name:
-                await self._forward_calls(tp, messages)
+                await self._forward_calls(tp, messages, generation)
             elif topic == self.hotline_name:
                 await self._hotline_batch(tp, messages)
             elif topic == self.elements_name:
                 await self._elements_batch(tp, messages)
             else:
                 main[tp] = messages
-        if main:
-            await self._main_batch(main)
+        if main and self.tasks.generation == generation:
+            await self._main_batch(main, generation)
+        if self.tasks.generation != generation:
+            log.info("a rebalance came while a fetch of %d messages was handled: what was left of it is read again "
+                     "after it", sum(len(m) for m in batch.values()))
 
-    async def _main_batch(self, batch: Mapping[TP, list[Any]]) -> None:
+    async def _main_batch(self, batch: Mapping[TP, list[Any]], generation: int | None = None) -> None:
         """One fetch of the customer topics and the clock (streams.live.progress.use_batched_drain): every message
-        is pushed into its partition's task, then each partition touched is stepped (and flushed) once."""
+        is pushed into its partition's task, then each partition touched is stepped (and flushed) once. Stops at
+        the first sign of a rebalance since ``generation`` (see _batch)."""
         tasks, progress, view = self.tasks, self.progress, self.view
+        if generation is None:
+            generation = tasks.generation
         touched: dict[int, LiveTask] = {}
         ticked: set[int] = set()
         # Partitions without a task yet are loaded one after the other: loading them together was no faster (the
@@ -254,8 +269,10 @@ class Live:
                 continue  # delivered after its partition was revoked: the new owner processes it, not us
             p = tp.partition
             lt = tasks.main.get(p) or await tasks.main_task(p, view.ack)
+            if tasks.generation != generation:
+                return  # a rebalance came while its state was read
             if lt is None:
-                continue  # a rebalance came while its state was read (as for a revoked partition), or it is parked
+                continue  # the partition is parked
             touched[p] = lt
             if tp.topic == self.clock_name:
                 for message in messages:
@@ -271,6 +288,8 @@ class Live:
                     ev = decode_message(topic, message.value)
                 except INVALID as e:
                     await self.sink.dead_letter(message, describe_error(e))
+                    if tasks.generation != generation:
+                        return  # a rebalance came while it was delivered: lt is dropped, and the read progress
                     await tasks.ack(lt, [held])  # once every message before it on its partition is applied
                     continue
                 applied += 1
@@ -306,15 +325,17 @@ class Live:
         self.metrics.pauses.inc()
         log.info("%s paused: %d events wait in its merge buffer for another source", tp, self.settings.max_buffered)
 
-    async def _forward_calls(self, tp: TP, messages: list[Any]) -> None:
+    async def _forward_calls(self, tp: TP, messages: list[Any], generation: int) -> None:
         """One fetch of a ``call-queue`` partition: valid calls are sent on to ``charter-hotline`` (invalid ones to
         dead-letter), in order; their deliveries are awaited in the background, after those of the partition's
-        previous fetch, and only then are the messages acked (in offset order) and counted as read."""
-        if tp in self.forward_failed:
+        previous fetch, and only then are the messages acked (in offset order) and counted as read. A rebalance
+        since ``generation`` stops it: the rest is sent again by whoever owns the partition after it."""
+        if tp in self.forward_failed or not self.view.owns(tp):
             return  # a delivery of this partition failed: nothing more until the rebalance it asked for
-        generation = self.tasks.generation
         futures = []
         for message in messages:
+            if self.tasks.generation != generation:
+                return  # what was sent is acked by nobody: sent again after the rebalance (the hotline dedups)
             try:
                 ev = decode_message(CALL_TOPIC, message.value)
             except INVALID as e:
@@ -349,12 +370,13 @@ class Live:
                 self.forward_failed.add(tp)
                 self.view.request_rejoin()
             raise
-        if tp in self.forward_failed:
+        if tp in self.forward_failed or generation != self.tasks.generation:
+            # an assignment that is gone: faust forgot its acks, and an ack now would count in the next one's
+            # commit ahead of what that one has done (streams/live/acks.py); its read progress is stale too
             return
         for message in messages:
             self.view.ack(message)
-        if generation == self.tasks.generation:  # else this read progress is of an assignment that is gone
-            self.progress.received(tp, messages[-1].offset)
+        self.progress.received(tp, messages[-1].offset)
 
     async def _hotline_batch(self, tp: TP, messages: list[Any]) -> None:
         def call(rec: dict) -> tuple[int, str, Any]:

@@ -20,7 +20,6 @@ log = logging.getLogger("charter.live")
 
 # (owner, attribute): what this module reads or patches. Checked by a test against the installed versions.
 PRIVATE_ATTRIBUTES = (
-    ("faust.transport.consumer.Consumer", "_committed_offset"),
     ("faust.transport.drivers.aiokafka.Consumer", "_thread"),
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_ensure_consumer"),
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_create_worker_consumer"),
@@ -30,6 +29,11 @@ PRIVATE_ATTRIBUTES = (
     ("aiokafka.consumer.group_coordinator.GroupCoordinator", "request_rejoin"),
     ("mode.threads.ServiceThread", "thread_loop"),
     ("aiokafka.consumer.subscription_state.SubscriptionState", "reassignment_in_progress"),
+    ("aiokafka.consumer.subscription_state.SubscriptionState", "subscription"),
+    ("aiokafka.consumer.subscription_state.Subscription", "assignment"),
+    ("aiokafka.consumer.subscription_state.Assignment", "state_value"),
+    ("aiokafka.consumer.subscription_state.TopicPartitionState", "has_valid_position"),
+    ("aiokafka.consumer.subscription_state.TopicPartitionState", "position"),
     ("aiokafka.client.AIOKafkaClient", "_metadata_update"),
     # the batched drain (use_batched_drain)
     ("faust.transport.consumer.Consumer", "_drain_messages"),
@@ -66,9 +70,50 @@ class ConsumerView:
         """When the consumer last fetched ``tp`` (ms since the epoch; None before one)."""
         return self._aiokafka().last_poll_timestamp(tp)
 
-    def committed(self, tp: Any) -> int | None:
-        """The committed offset faust seeked ``tp`` to (filled in asynchronously after an assignment)."""
-        return self._app.consumer._committed_offset.get(tp)
+    def position(self, tp: Any) -> int | None:
+        """The offset of the next message of ``tp`` the consumer will hand out, in its current assignment (None
+        while the assignment is being reset or ``tp`` is not in it).
+
+        Not faust's ``_committed_offset``: faust reads the committed offsets once, right after an assignment, and
+        a commit that lands after that read (the revoke's) leaves it behind the position aiokafka resumed from; a
+        partition then never looked idle until new input came (tests/kafka/test_live.py's failed-transaction test
+        stalled on it)."""
+        assignment = self._aiokafka()._subscription.subscription
+        assignment = assignment.assignment if assignment is not None else None
+        state = assignment.state_value(tp) if assignment is not None else None
+        if state is None or not state.has_valid_position:
+            return None
+        return state.position
+
+    async def unread(self, records: Any) -> None:
+        """Give back messages the consumer handed out that will not be handled (they came while faust's flow was
+        stopped by a rebalance): each partition whose position is still right after them is seeked back to its
+        first one.
+
+        faust's answer, its seek to the committed offsets, does not seek a partition with nothing committed (aiokafka
+        seeks only to an offset above 0), and the consumer had moved past those messages: they were lost (the
+        failed-transaction test lost a claim that way). A partition whose position moved otherwise (a new
+        assignment's reset, a seek) is left alone: its messages come again from there."""
+        from aiokafka import TopicPartition
+
+        spans = {tp: (rows[0].offset, rows[-1].offset) for tp, rows in records.items() if rows}
+        if not spans:
+            return
+        consumer = self._aiokafka()
+
+        async def seek_back() -> list[Any]:
+            done = []
+            for tp, (first, last) in spans.items():
+                if self.position(tp) == last + 1:
+                    consumer.seek(TopicPartition(tp.topic, tp.partition), first)
+                    done.append(tp)
+            return done
+
+        loop = self._app.consumer._thread.thread_loop
+        done = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(seek_back(), loop))
+        if done:
+            log.info("messages handed out during a rebalance are read again: %s",
+                     ", ".join(f"{tp.topic}[{tp.partition}]@{spans[tp][0]}" for tp in done))
 
     def owns(self, tp: Any) -> bool:
         """``tp`` is assigned to us now and no rebalance is under way.
@@ -157,7 +202,8 @@ Batch = dict[Any, list[Any]]  # topic-partition -> its messages of one fetch, in
 BatchHandler = Callable[[Batch], Awaitable[None]]
 
 
-def use_batched_drain(app: Any, topics: Collection[str], handler: BatchHandler) -> None:
+def use_batched_drain(app: Any, topics: Collection[str], handler: BatchHandler, view: ConsumerView,
+                      progress: ReadProgress) -> None:
     """The messages of ``topics`` reach ``handler`` once per fetch, grouped by topic-partition, instead of one at a
     time through faust's Conductor and agent streams; the other topics' messages still take faust's path.
 
@@ -177,6 +223,16 @@ def use_batched_drain(app: Any, topics: Collection[str], handler: BatchHandler) 
     batched = frozenset(topics)
     log_ = logging.getLogger("charter.live")
 
+    async def give_back(records: Any) -> None:
+        progress.unreading.update(records)
+        try:
+            await view.unread(records)
+            await consumer.perform_seek()
+        except Exception as exc:
+            log_.warning("seek after a stopped flow failed: %r", exc)
+        finally:
+            progress.unreading.difference_update(records)
+
     async def drain(fetcher: Any) -> None:
         consumer_stopped = consumer._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
@@ -192,18 +248,19 @@ def use_batched_drain(app: Any, topics: Collection[str], handler: BatchHandler) 
                 if records is None or consumer.should_stop:
                     continue
                 if not consumer.flow_active:
-                    # fetched while a rebalance stopped the flow: seek back to the committed offsets, as faust does
-                    try:
-                        await consumer.perform_seek()
-                    except Exception as exc:
-                        log_.warning("seek after a stopped flow failed: %r", exc)
+                    # handed out while a rebalance stopped the flow (of the old assignment, or of the new one before
+                    # faust resumes the flow): given back, then faust's seek to the committed offsets
+                    await give_back(records)
                     continue
                 generation = app.consumer_generation_id
                 batch: Batch = {}
                 now = time.monotonic()
                 for tp, rows in records.items():
                     if app.consumer_generation_id != generation or not consumer.flow_active:
-                        break  # a rebalance began: what is left is fetched again after it
+                        # a rebalance began while this fetch was read: none of it is handled
+                        batch = {}
+                        await give_back(records)
+                        break
                     if active is not None and tp not in active and tp not in consumer._buffered_partitions:
                         continue
                     messages = []
@@ -256,6 +313,9 @@ class ReadProgress:
     def __init__(self, view: ConsumerView) -> None:
         self.view = view
         self._next: dict[Any, int] = {}  # tp -> offset after the last message received since the assignment
+        # partitions whose handed-out messages are being given back (ConsumerView.unread): the consumer's position
+        # is past input that is still to come
+        self.unreading: set[Any] = set()
 
     def received(self, tp: Any, offset: int) -> None:
         self._next[tp] = offset + 1
@@ -270,11 +330,15 @@ class ReadProgress:
         hw = self.view.highwater(tp)
         if hw is None:
             return False
+        if tp in self.unreading:
+            return False
         nxt = self._next.get(tp)
         if nxt is None:
-            # Nothing received since assignment: we start at the committed offset. Read it each time, since
-            # faust fills it in asynchronously after the assignment (an early read would say 0: not idle, wait).
-            nxt = self.view.committed(tp) or 0
+            # Nothing received since the assignment: the consumer's position is where this assignment starts
+            # (None until aiokafka has reset it: not idle, wait).
+            nxt = self.view.position(tp)
+            if nxt is None:
+                return False
         return nxt >= hw
 
     def lag(self, tp: Any) -> int:
@@ -283,7 +347,9 @@ class ReadProgress:
         if hw is None:
             return 0
         nxt = self._next.get(tp)
-        return max(0, hw - (nxt if nxt is not None else (self.view.committed(tp) or 0)))
+        if nxt is None:
+            nxt = self.view.position(tp) or 0
+        return max(0, hw - nxt)
 
     def read_until(self, tp: Any) -> int | None:
         """The instant (µs) up to which everything appended to ``tp`` has reached us (the consumer's last fetch of
