@@ -11,6 +11,9 @@ wrapped; nothing of this is in the package.
   process dies).
 - ``CHARTER_TEST_TXN_FAILS_ON=<event_id>``: the first exactly-once transaction whose flush covers that event fails
   (aborted, nobody fenced), as one does when the broker goes away mid-flush.
+- ``CHARTER_TEST_SLOW_RESUME=<seconds>``: after an assignment faust resumes its flow that much later, so the consumer
+  hands out the new assignment's first messages while the flow is still stopped (a window of milliseconds when
+  nothing is slow).
 """
 
 import asyncio
@@ -20,6 +23,7 @@ FAIL_ON = os.environ.get("CHARTER_TEST_CORE_FAILS_ON")
 SLOW_CALLS = float(os.environ.get("CHARTER_TEST_SLOW_CALLS") or 0)
 TXN_FAILS_ON = os.environ.get("CHARTER_TEST_TXN_FAILS_ON")
 HOLD_ON = os.environ.get("CHARTER_TEST_HOLD_ON")
+SLOW_RESUME = float(os.environ.get("CHARTER_TEST_SLOW_RESUME") or 0)
 
 if FAIL_ON:
     from streams.core import engine
@@ -77,3 +81,25 @@ if TXN_FAILS_ON:
         return await _transaction(self, batch, changelog, txn)
 
     sink.Sink._transaction = _failing_transaction
+
+if SLOW_RESUME:
+    from faust.transport import consumer as faust_consumer
+
+    _resume, _stop = faust_consumer.Consumer.resume_flow, faust_consumer.Consumer.stop_flow
+    _stops = [0]
+
+    def _counted_stop(self):
+        _stops[0] += 1
+        return _stop(self)
+
+    def _slow_resume(self):
+        stops = _stops[0]
+
+        def resume():
+            if _stops[0] == stops:  # not if a later rebalance stopped the flow again meanwhile
+                _resume(self)
+
+        asyncio.get_running_loop().call_later(SLOW_RESUME, resume)
+
+    faust_consumer.Consumer.stop_flow = _counted_stop
+    faust_consumer.Consumer.resume_flow = _slow_resume
