@@ -40,7 +40,6 @@ class View:
         self.hw: dict[TP, int] = {}
         self.fetched_ms: dict[TP, int] = {}
         self.positions: dict[TP, int | None] = {}  # the consumer's position (default 0; None: being reset)
-        self.given_back: list[dict[TP, tuple[int, int]]] = []  # unread(): (first, last) offsets per partition
         self.rejoins = 0  # rebalances asked for
         self.flow: list[tuple[str, TP]] = []  # ("pause" | "resume", tp), in order
 
@@ -64,9 +63,6 @@ class View:
 
     def position(self, tp: TP) -> int | None:
         return self.positions.get(tp, 0)
-
-    async def unread(self, records: dict) -> None:
-        self.given_back.append({tp: (rows[0].offset, rows[-1].offset) for tp, rows in records.items()})
 
     def owns(self, tp: TP) -> bool:
         return self.owned is None or tp in self.owned

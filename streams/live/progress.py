@@ -78,8 +78,8 @@ class ConsumerView:
         a commit that lands after that read (the revoke's) leaves it behind the position aiokafka resumed from; a
         partition then never looked idle until new input came (tests/kafka/test_live.py's failed-transaction test
         stalled on it)."""
-        assignment = self._aiokafka()._subscription.subscription
-        assignment = assignment.assignment if assignment is not None else None
+        subscription = self._aiokafka()._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
         state = assignment.state_value(tp) if assignment is not None else None
         if state is None or not state.has_valid_position:
             return None
